@@ -1,0 +1,1 @@
+"""Model families: each an assembly of speechseq.nn blocks plus a checkpoint key map."""

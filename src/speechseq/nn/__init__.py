@@ -1,0 +1,1 @@
+"""Shared building blocks, independent of any one model family. Imports torch only."""

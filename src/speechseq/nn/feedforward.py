@@ -1,0 +1,23 @@
+"""Position-wise feed-forward block."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .activations import get_activation
+
+
+class FeedForward(nn.Module):
+    """Linear -> activation -> dropout -> Linear (the transformer FFN)."""
+
+    def __init__(
+        self, d_model: int, ffn_dim: int, activation: str = "relu", dropout: float = 0.0, bias: bool = True
+    ):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, ffn_dim, bias=bias)
+        self.activation = get_activation(activation)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(ffn_dim, d_model, bias=bias)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.fc2(self.dropout(self.activation(self.fc1(hidden))))
