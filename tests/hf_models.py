@@ -37,12 +37,20 @@ def make_s2t(folder, seed: int = 0, sharpen: float = 1.0, safe: bool = True, **o
                 param.add_(torch.randn_like(param) * 0.1)
             elif name.endswith("bias"):
                 param.normal_(0, 0.05)
+            elif "encoder_attn.v_proj" in name or "encoder_attn.out_proj" in name:
+                param.mul_(4.0)  # let the audio steer the decoder, so batch rows decode differently
         if sharpen != 1.0:
             if config.tie_word_embeddings:
                 model.model.decoder.embed_tokens.weight.mul_(sharpen)
             else:
                 model.lm_head.weight.mul_(sharpen)
-    model.save_pretrained(folder, safe_serialization=safe)
+    model.save_pretrained(folder)
+    if not safe:
+        # transformers 5 always writes safetensors; older releases wrote the whole state dict with torch.save.
+        from pathlib import Path
+
+        Path(folder, "model.safetensors").unlink()
+        torch.save(model.state_dict(), Path(folder, "pytorch_model.bin"))
     return model
 
 
@@ -53,6 +61,8 @@ def random_features(lengths, num_features: int = 80, seed: int = 0):
     features = torch.zeros(batch, longest, num_features)
     mask = torch.zeros(batch, longest, dtype=torch.long)
     for row, length in enumerate(lengths):
-        features[row, :length] = torch.randn(length, num_features, generator=generator)
+        # A per-clip mean makes clips differ as wholes, so the decoder output depends on which clip it hears.
+        offset = 2 * torch.randn(num_features, generator=generator)
+        features[row, :length] = torch.randn(length, num_features, generator=generator) + offset
         mask[row, :length] = 1
     return features, mask
