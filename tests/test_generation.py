@@ -36,12 +36,24 @@ def _stop_token(hf, features, mask) -> int:
 CASES = {
     "greedy": dict(num_beams=1),
     "beam5": dict(num_beams=5),
-    "beam5_penalties": dict(num_beams=5, length_penalty=0.6, early_stopping=True, min_new_tokens=4,
-                            no_repeat_ngram_size=2, forced_bos_token_id=11),
+    "beam5_penalties": dict(
+        num_beams=5,
+        length_penalty=0.6,
+        early_stopping=True,
+        min_new_tokens=4,
+        no_repeat_ngram_size=2,
+        forced_bos_token_id=11,
+    ),
     "beam5_never_long": dict(num_beams=5, early_stopping="never", length_penalty=1.4, repetition_penalty=1.3),
     "beam4_return3": dict(num_beams=4, num_return_sequences=3, bad_words_ids=[[5], [9, 10]]),
-    "greedy_constraints": dict(num_beams=1, repetition_penalty=1.5, no_repeat_ngram_size=3, min_length=6,
-                               forced_bos_token_id=7, forced_eos_token_id=None),
+    "greedy_constraints": dict(
+        num_beams=1,
+        repetition_penalty=1.5,
+        no_repeat_ngram_size=3,
+        min_length=6,
+        forced_bos_token_id=7,
+        forced_eos_token_id=None,
+    ),
 }
 
 
@@ -82,9 +94,13 @@ def test_sampling_several_sequences(models, inputs):
     hf, ours = models
     features, mask = inputs[1]
     torch.manual_seed(3)
-    expected = hf.generate(features, attention_mask=mask, do_sample=True, num_return_sequences=3, max_new_tokens=10)
+    expected = hf.generate(
+        features, attention_mask=mask, do_sample=True, num_return_sequences=3, max_new_tokens=10
+    )
     torch.manual_seed(3)
-    actual = ours.generate(features, attention_mask=mask, do_sample=True, num_return_sequences=3, max_new_tokens=10)
+    actual = ours.generate(
+        features, attention_mask=mask, do_sample=True, num_return_sequences=3, max_new_tokens=10
+    )
     assert actual.tolist() == expected.tolist()
 
 

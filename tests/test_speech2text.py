@@ -15,12 +15,26 @@ pytest.importorskip("transformers")
 
 ODD_CONFIGS = {
     "three_convs_untied_odd_heads": dict(
-        num_conv_layers=3, conv_kernel_sizes=(5, 3, 7), tie_word_embeddings=False, d_model=30,
-        encoder_attention_heads=5, decoder_attention_heads=3, scale_embedding=False, activation_function="gelu",
+        num_conv_layers=3,
+        conv_kernel_sizes=(5, 3, 7),
+        tie_word_embeddings=False,
+        d_model=30,
+        encoder_attention_heads=5,
+        decoder_attention_heads=3,
+        scale_embedding=False,
+        activation_function="gelu",
     ),
     "one_conv_deep_decoder": dict(
-        num_conv_layers=1, conv_kernel_sizes=(3,), d_model=24, encoder_attention_heads=3, decoder_attention_heads=6,
-        decoder_layers=3, encoder_ffn_dim=40, decoder_ffn_dim=56, input_feat_per_channel=40, vocab_size=53,
+        num_conv_layers=1,
+        conv_kernel_sizes=(3,),
+        d_model=24,
+        encoder_attention_heads=3,
+        decoder_attention_heads=6,
+        decoder_layers=3,
+        encoder_ffn_dim=40,
+        decoder_ffn_dim=56,
+        input_feat_per_channel=40,
+        vocab_size=53,
     ),
 }
 
@@ -75,7 +89,9 @@ def test_cached_steps_equal_full_forward(tmp_path):
         encoded = model.encode(features, mask)
         full = model.decode(tokens, encoded, None)
         state = model.start_decoding(encoded, 1, 4)  # small capacity: the cache must grow on demand
-        stepped = torch.stack([model.step(tokens[:, i : i + 1], state) for i in range(tokens.shape[1])], dim=1)
+        stepped = torch.stack(
+            [model.step(tokens[:, i : i + 1], state) for i in range(tokens.shape[1])], dim=1
+        )
     assert torch.allclose(full, stepped, atol=1e-5)
 
 
@@ -172,7 +188,15 @@ def test_bad_features_are_rejected(tmp_path):
 
 # transformers' default Speech2TextConfig is the s2t-small shape; only the vocabulary is cut to keep the test quick.
 _S2T_SMALL = dict(
-    vocab_size=1000, d_model=256, encoder_layers=12, decoder_layers=6, encoder_attention_heads=4,
-    decoder_attention_heads=4, encoder_ffn_dim=2048, decoder_ffn_dim=2048, conv_channels=1024,
-    max_source_positions=6000, max_target_positions=1024,
+    vocab_size=1000,
+    d_model=256,
+    encoder_layers=12,
+    decoder_layers=6,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    encoder_ffn_dim=2048,
+    decoder_ffn_dim=2048,
+    conv_channels=1024,
+    max_source_positions=6000,
+    max_target_positions=1024,
 )
