@@ -18,7 +18,8 @@ from speechseq.text import Speech2Text2Tokenizer, Speech2TextTokenizer, Wav2Vec2
 transformers = pytest.importorskip("transformers")
 
 LANGS = ["pt", "fr", "ru", "nl", "ro", "it", "es", "de"]
-WORDS = "the a speech model reads quick brown fox jumps over lazy dog and translation of data is sound it".split()
+WORDS = ["the", "a", "speech", "model", "reads", "quick", "brown", "fox", "jumps", "over", "lazy", "dog"]
+WORDS += ["and", "translation", "of", "data", "is", "sound", "it"]
 SENTENCES = [
     "the quick brown fox",
     "a speech model reads the data.",
@@ -34,19 +35,29 @@ FIXTURES = Path(__file__).parent / "fixtures" / "s2t2_tokenizer"
 
 def _corpus(size: int = 400) -> list[str]:
     rng = random.Random(0)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randrange(3, 12))) + rng.choice([".", "", "?", ","]) for _ in range(size)]
+    return [
+        " ".join(rng.choice(WORDS) for _ in range(rng.randrange(3, 12))) + rng.choice([".", "", "?", ","])
+        for _ in range(size)
+    ]
 
 
 def _train_spm(folder: Path, multilingual: bool) -> Path:
     """Train a tiny BPE model and write vocab.json in fairseq order (<s> <pad> </s> <unk>, then pieces)."""
     folder.mkdir()
     (folder / "corpus.txt").write_text("\n".join(_corpus()), encoding="utf-8")
-    options = dict(input=str(folder / "corpus.txt"), model_prefix=str(folder / "m"), vocab_size=120, model_type="bpe", minloglevel=2)
+    options = dict(input=str(folder / "corpus.txt"), model_prefix=str(folder / "m"), vocab_size=120)
+    options.update(model_type="bpe", minloglevel=2)
     if multilingual:  # fairseq ids in the model itself, so the <lang:xx> ids of spm and vocab.json coincide
-        options.update(bos_id=0, pad_id=1, eos_id=2, unk_id=3, user_defined_symbols=[f"<lang:{x}>" for x in LANGS])
+        options.update(
+            bos_id=0, pad_id=1, eos_id=2, unk_id=3, user_defined_symbols=[f"<lang:{x}>" for x in LANGS]
+        )
     spm.SentencePieceTrainer.train(**options)
     model = spm.SentencePieceProcessor(model_file=str(folder / "m.model"))
-    pieces = [model.id_to_piece(i) for i in range(model.get_piece_size()) if not model.is_control(i) and not model.is_unknown(i)]
+    pieces = [
+        model.id_to_piece(i)
+        for i in range(model.get_piece_size())
+        if not model.is_control(i) and not model.is_unknown(i)
+    ]
     if not multilingual:  # a fairseq dictionary is ordered by frequency, not by spm id; leave some pieces out
         random.Random(1).shuffle(pieces)
         pieces = pieces[:-5]
@@ -64,7 +75,9 @@ def spm_folders(tmp_path_factory):
 
 def _pair(folder: Path, **options):
     files = (str(folder / "vocab.json"), str(folder / "sentencepiece.bpe.model"))
-    ours = {("extra_special_tokens" if k == "additional_special_tokens" else k): v for k, v in options.items()}
+    ours = {
+        ("extra_special_tokens" if k == "additional_special_tokens" else k): v for k, v in options.items()
+    }
     return transformers.Speech2TextTokenizer(*files, **options), Speech2TextTokenizer(*files, **ours)
 
 
@@ -109,7 +122,9 @@ def test_s2t_decode_matches_transformers(spm_folders, kind, options):
     sequences = _random_ids(rng, len(theirs)) + [[2, 4 + i, 20, 30, 2, 1, 1] for i in range(8)] + [special]
     for skip in (False, True):
         for ids in sequences:
-            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip), ids
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(
+                ids, skip_special_tokens=skip
+            ), ids
         padded = np.array([(row + [1] * 14)[:14] for row in sequences])
         expected = theirs.batch_decode(padded.tolist(), skip_special_tokens=skip)
         assert ours.batch_decode(torch.from_numpy(padded), skip_special_tokens=skip) == expected
@@ -117,12 +132,21 @@ def test_s2t_decode_matches_transformers(spm_folders, kind, options):
         assert ours.decode(torch.tensor(sequences[0]), skip) == ours.decode(np.array(sequences[0]), skip)
     for clean in (False, True):
         ids = ours.encode("it is a dog , is it ? the fox 's data")
-        assert ours.decode(ids, clean_up_tokenization_spaces=clean) == theirs.decode(ids, clean_up_tokenization_spaces=clean)
+        assert ours.decode(ids, clean_up_tokenization_spaces=clean) == theirs.decode(
+            ids, clean_up_tokenization_spaces=clean
+        )
 
 
 def test_s2t_properties_match_transformers(spm_folders):
     theirs, ours = _pair(spm_folders["multi"], lang_codes="mustc", additional_special_tokens=["<new>"])
-    for name in ["pad_token_id", "eos_token_id", "bos_token_id", "unk_token_id", "vocab_size", "all_special_ids"]:
+    for name in (
+        "pad_token_id",
+        "eos_token_id",
+        "bos_token_id",
+        "unk_token_id",
+        "vocab_size",
+        "all_special_ids",
+    ):
         assert getattr(ours, name) == getattr(theirs, name), name
     assert len(ours) == len(theirs) and ours.get_vocab() == theirs.get_vocab()
     assert ours.lang_code_to_id == theirs.lang_code_to_id == {lang: 4 + i for i, lang in enumerate(LANGS)}
@@ -130,7 +154,9 @@ def test_s2t_properties_match_transformers(spm_folders):
     assert ours.convert_tokens_to_ids(tokens) == theirs.convert_tokens_to_ids(tokens)
     ids = list(range(-1, len(theirs) + 2))
     assert ours.convert_ids_to_tokens(ids) == theirs.convert_ids_to_tokens(ids)
-    assert ours.convert_ids_to_tokens(ids, True) == theirs.convert_ids_to_tokens(ids, skip_special_tokens=True)
+    assert ours.convert_ids_to_tokens(ids, True) == theirs.convert_ids_to_tokens(
+        ids, skip_special_tokens=True
+    )
     assert ours.convert_ids_to_tokens(5) == theirs.convert_ids_to_tokens(5)
 
 
@@ -143,16 +169,17 @@ def test_s2t_tgt_lang_switching(spm_folders):
         assert ours(SENTENCES, padding=True) == dict(theirs(SENTENCES, padding=True))
     with pytest.raises(InputError, match="pt, fr, ru"):
         ours.tgt_lang = "xx"
-    mono = Speech2TextTokenizer(spm_folders["mono"] / "vocab.json", spm_folders["mono"] / "sentencepiece.bpe.model")
+    mono = Speech2TextTokenizer.from_pretrained(spm_folders["mono"])
     assert mono.tgt_lang is None and mono.encode("a") == [*mono.encode("a", False), 2]
     with pytest.raises(InputError):
         mono.tgt_lang = "fr"
 
 
 def test_s2t_save_round_trip(spm_folders, tmp_path):
-    theirs, ours = _pair(spm_folders["multi"], lang_codes="mustc", tgt_lang="it", additional_special_tokens=["<x>"])
-    folder = tmp_path / "saved"
-    folder.mkdir()
+    theirs, ours = _pair(
+        spm_folders["multi"], lang_codes="mustc", tgt_lang="it", additional_special_tokens=["<x>"]
+    )
+    folder = tmp_path  # already holds a file of the user's, which saving must leave alone
     (folder / "config.json").write_text('{"keep": 1}')
     ours.save_pretrained(folder)
     assert (folder / "config.json").read_text() == '{"keep": 1}'
@@ -167,7 +194,9 @@ def test_s2t_save_round_trip(spm_folders, tmp_path):
     for tokenizer in (reloaded_theirs, reloaded_ours):
         assert tokenizer.all_special_ids == theirs.all_special_ids
         assert tokenizer(SENTENCES)["input_ids"] == theirs(SENTENCES)["input_ids"]
-        assert tokenizer.batch_decode(ids, skip_special_tokens=True) == theirs.batch_decode(ids, skip_special_tokens=True)
+        assert tokenizer.batch_decode(ids, skip_special_tokens=True) == theirs.batch_decode(
+            ids, skip_special_tokens=True
+        )
     theirs.save_pretrained(tmp_path / "hf")  # and the other way round: transformers writes, we read
     from_hf = Speech2TextTokenizer.from_pretrained(tmp_path / "hf")
     assert from_hf.tgt_lang == "it" and from_hf(SENTENCES) == dict(theirs(SENTENCES))
@@ -198,10 +227,7 @@ def test_missing_and_broken_files(spm_folders, tmp_path):
 
 def test_added_token_split_matches_transformers_trie(spm_folders):
     _, ours = _pair(spm_folders["multi"], lang_codes="mustc")
-    trie = transformers.tokenization_python.Trie()
-    for token in ours.get_vocab():
-        if token in ours._added_ids:
-            trie.add(token)
+    trie = transformers.tokenization_python.Trie([token.content for token in ours.added_tokens.values()])
     fragments = [t[:k] for t in ours.all_special_tokens for k in range(1, len(t) + 1)] + ["a", " ", ">"]
     rng = random.Random(0)
     for _ in range(3000):
@@ -220,6 +246,14 @@ def _ctc_vocab(folder: Path, vocab: dict | None = None) -> Path:
     return path
 
 
+def _ctc_pair(path: Path, **options):
+    return transformers.Wav2Vec2CTCTokenizer(str(path), **options), Wav2Vec2CTCTokenizer(path, **options)
+
+
+def _offsets(output) -> tuple:
+    return output.text, output.char_offsets, output.word_offsets
+
+
 def _ctc_frames(rng: random.Random, count: int = 80) -> list[list[int]]:
     """Frame-level CTC outputs: mostly blanks, repeats, delimiters, some specials and out-of-vocab ids."""
     choices = [0] * 6 + [4] * 3 + list(range(5, 31)) + [1, 2, 3, 40]
@@ -234,52 +268,71 @@ def _ctc_frames(rng: random.Random, count: int = 80) -> list[list[int]]:
 
 @pytest.mark.parametrize("options", [{}, {"do_lower_case": True}, {"replace_word_delimiter_char": "_"}])
 def test_ctc_decode_and_offsets_match_transformers(tmp_path, options):
-    path = str(_ctc_vocab(tmp_path))
-    theirs, ours = transformers.Wav2Vec2CTCTokenizer(path, **options), Wav2Vec2CTCTokenizer(path, **options)
+    theirs, ours = _ctc_pair(_ctc_vocab(tmp_path), **options)
     rows = _ctc_frames(random.Random(0)) + [[0, 7, 7, 0, 7, 4, 4, 0, 4, 6, 1, 6, 5, 0, 0, 2]]
     for skip in (False, True):
         for ids in rows:
-            out = theirs.decode(ids, skip_special_tokens=skip, output_char_offsets=True, output_word_offsets=True)
-            got = ours.decode_with_offsets(ids, skip_special_tokens=skip)
-            assert (got.text, got.char_offsets, got.word_offsets) == (out.text, out.char_offsets, out.word_offsets)
+            out = theirs.decode(
+                ids, skip_special_tokens=skip, output_char_offsets=True, output_word_offsets=True
+            )
+            assert _offsets(ours.decode_with_offsets(ids, skip_special_tokens=skip)) == _offsets(out)
             assert ours.decode(ids, skip) == theirs.decode(ids, skip_special_tokens=skip)
-            assert ours.decode(ids, skip, group_tokens=False) == theirs.decode(ids, skip_special_tokens=skip, group_tokens=False)
+            assert ours.decode(ids, skip, group_tokens=False) == theirs.decode(
+                ids, skip_special_tokens=skip, group_tokens=False
+            )
         padded = torch.tensor([(row + [0] * 48)[:48] for row in rows])
         assert ours.batch_decode(padded, skip) == theirs.batch_decode(padded, skip_special_tokens=skip)
-    assert ours.decode([0, 7, 7, 0, 7, 4, 4, 0, 4, 6, 1, 6, 5, 0, 0, 2]) == theirs.decode([0, 7, 7, 0, 7, 4, 4, 0, 4, 6, 1, 6, 5, 0, 0, 2])
+    if not options:  # the worked example of ARCHITECTURES.md section 4.11: blanks are skipped before grouping
+        assert (ours.decode(rows[-1]), ours.decode(rows[-1], True)) == ("AA  T<s>TE</s>", "A TE")
 
 
 def test_ctc_encode_and_properties_match_transformers(tmp_path):
-    path = str(_ctc_vocab(tmp_path))
     for options in ({}, {"do_lower_case": True}):
-        theirs, ours = transformers.Wav2Vec2CTCTokenizer(path, **options), Wav2Vec2CTCTokenizer(path, **options)
+        theirs, ours = _ctc_pair(_ctc_vocab(tmp_path), **options)
         texts = ["HELLO WORLD", "hello world", "  TWO  SPACES ", "A|B", "X <unk> Y<s>Z", "IT'S 42 É", ""]
         assert ours(texts, padding=True) == dict(theirs(texts, padding=True))
-        for name in ["pad_token_id", "unk_token_id", "word_delimiter_token_id", "vocab_size", "all_special_ids"]:
+        for name in [
+            "pad_token_id",
+            "unk_token_id",
+            "word_delimiter_token_id",
+            "vocab_size",
+            "all_special_ids",
+        ]:
             assert getattr(ours, name) == getattr(theirs, name), name
         assert len(ours) == len(theirs) and ours.get_vocab() == theirs.get_vocab()
         ids = list(range(-1, 35))
-        assert ours.convert_ids_to_tokens(ids, True) == theirs.convert_ids_to_tokens(ids, skip_special_tokens=True)
+        assert ours.convert_ids_to_tokens(ids, True) == theirs.convert_ids_to_tokens(
+            ids, skip_special_tokens=True
+        )
 
 
 def test_ctc_save_round_trip_and_nested_vocab(tmp_path):
-    nested = {"eng": {c: i for i, c in enumerate(LIBRISPEECH)}, "deu": {c: i for i, c in enumerate([*LIBRISPEECH[:5], *"ÄÖÜSSCH"])}}
-    path = str(_ctc_vocab(tmp_path, nested))
-    theirs, ours = transformers.Wav2Vec2CTCTokenizer(path, target_lang="eng"), Wav2Vec2CTCTokenizer(path, target_lang="eng")
+    nested = {
+        "eng": {c: i for i, c in enumerate(LIBRISPEECH)},
+        "deu": {c: i for i, c in enumerate([*LIBRISPEECH[:5], *"ÄÖÜSSCH"])},
+    }
+    path = _ctc_vocab(tmp_path, nested)
+    theirs, ours = _ctc_pair(path, target_lang="eng")
     theirs.set_target_lang("deu")
     ours.set_target_lang("deu")
-    assert ours("ÄÖ SCH") == dict(theirs("ÄÖ SCH")) and ours.decode([5, 5, 0, 6, 4, 9]) == theirs.decode([5, 5, 0, 6, 4, 9])
+    assert ours("ÄÖ SCH") == dict(theirs("ÄÖ SCH"))
+    assert ours.decode([5, 5, 0, 6, 4, 9]) == theirs.decode([5, 5, 0, 6, 4, 9])
     with pytest.raises(InputError, match="eng, deu"):
         ours.set_target_lang("fra")
     with pytest.raises(InputError, match="target_lang"):
         Wav2Vec2CTCTokenizer(path)
     ours.save_pretrained(tmp_path / "saved")
-    for reloaded in (transformers.AutoTokenizer.from_pretrained(tmp_path / "saved"), load_tokenizer(tmp_path / "saved")):
-        assert reloaded.target_lang == "deu" and reloaded("ÄÖ SCH")["input_ids"] == ours("ÄÖ SCH")["input_ids"]
+    for reloaded in (
+        transformers.AutoTokenizer.from_pretrained(tmp_path / "saved"),
+        load_tokenizer(tmp_path / "saved"),
+    ):
+        assert reloaded.target_lang == "deu"
+        assert reloaded("ÄÖ SCH")["input_ids"] == ours("ÄÖ SCH")["input_ids"]
         assert reloaded.all_special_ids == ours.all_special_ids
     theirs.save_pretrained(tmp_path / "hf")
     from_hf = load_tokenizer(tmp_path / "hf")
-    assert isinstance(from_hf, Wav2Vec2CTCTokenizer) and from_hf.added_tokens == load_tokenizer(tmp_path / "saved").added_tokens
+    assert isinstance(from_hf, Wav2Vec2CTCTokenizer)
+    assert from_hf.added_tokens == load_tokenizer(tmp_path / "saved").added_tokens
 
 
 # ----- Speech2Text2Tokenizer (expected values written by transformers 4.50.3, see scripts/) -----
@@ -291,12 +344,16 @@ def s2t2_expected():
 def test_s2t2_matches_transformers_450(s2t2_expected, tmp_path):
     assert s2t2_expected["transformers_version"] == "4.50.3"
     for case in s2t2_expected["encode"]:
-        ours = Speech2Text2Tokenizer(FIXTURES / "vocab.json", FIXTURES / "merges.txt", do_lower_case=case["do_lower_case"])
+        ours = Speech2Text2Tokenizer(
+            FIXTURES / "vocab.json", FIXTURES / "merges.txt", do_lower_case=case["do_lower_case"]
+        )
         assert ours.tokenize(case["text"]) == case["tokens"], case["text"]
         assert ours(case["text"])["input_ids"] == case["input_ids"], case["text"]
     ours = Speech2Text2Tokenizer(FIXTURES / "vocab.json", FIXTURES / "merges.txt")
     assert (ours.vocab_size, len(ours), ours.all_special_ids) == (
-        s2t2_expected["vocab_size"], s2t2_expected["len"], s2t2_expected["all_special_ids"]
+        s2t2_expected["vocab_size"],
+        s2t2_expected["len"],
+        s2t2_expected["all_special_ids"],
     )
     for case in s2t2_expected["decode"]:
         text = ours.decode(case["ids"], case["skip_special_tokens"], case["clean_up_tokenization_spaces"])
