@@ -1,4 +1,5 @@
-"""Transcribe a list of files with one model: decode audio, batch by length, generate, detokenize."""
+"""Transcribe a list of files with one model: decode audio, batch by length, generate (or label frames, for CTC
+models), detokenize."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import AudioError, InputError
+from .generation.ctc import greedy_ctc
 
 
 @dataclass
@@ -32,9 +34,12 @@ def transcribe_files(
 
     model = load_model(model_name_or_path, device=device, dtype=dtype)
     processor = load_processor(model_name_or_path)
+    options = _search_options(model, processor.tokenizer, tgt_lang, generate_options, model_name_or_path)
+    if not getattr(processor.feature_extractor, "return_attention_mask", True):
+        # Without an attention mask, padding changes the results (waveform normalisation and group-norm
+        # statistics cover it), so clips go one at a time, as in transformers' pipeline.
+        batch_size = 1
     rate = processor.feature_extractor.sampling_rate
-    if tgt_lang is not None:
-        generate_options["forced_bos_token_id"] = _language_id(processor.tokenizer, tgt_lang)
     results = [FileResult(str(path)) for path in paths]
     audio = {}
     for index, result in enumerate(results):
@@ -48,11 +53,31 @@ def transcribe_files(
         inputs = processor([audio[i] for i in batch], sampling_rate=rate)
         inputs = {k: v.to(device) for k, v in inputs.items()}
         features = inputs.pop(getattr(model, "main_input_name", "input_features"))
-        with torch.inference_mode():
-            ids = model.generate(features, attention_mask=inputs.get("attention_mask"), **generate_options)
-        for index, text in zip(batch, processor.batch_decode(ids, skip_special_tokens=True), strict=True):
+        texts = _texts(model, processor, features, inputs.get("attention_mask"), options)
+        for index, text in zip(batch, texts, strict=True):
             results[index].text = text
     return results
+
+
+def _search_options(model, tokenizer, tgt_lang: str | None, options: dict, name) -> dict:
+    if not hasattr(model, "generate") and options:
+        raise InputError(
+            f"{name} is a CTC model: {', '.join(sorted(options))} apply only to encoder-decoder models"
+        )
+    if tgt_lang is not None:
+        options["forced_bos_token_id"] = _language_id(tokenizer, tgt_lang)
+    return options
+
+
+@torch.inference_mode()
+def _texts(model, processor, features, attention_mask, options: dict) -> list[str]:
+    if not hasattr(model, "generate"):
+        # A CTC model labels every frame in one pass; the pipeline's decoding keeps special tokens, so blanks
+        # are dropped after repeats are grouped.
+        output = model(features, attention_mask=attention_mask)
+        return [processor.decode(ids) for ids in greedy_ctc(output.logits, output.lengths)]
+    ids = model.generate(features, attention_mask=attention_mask, **options)
+    return processor.batch_decode(ids, skip_special_tokens=True)
 
 
 def _language_id(tokenizer, tgt_lang: str) -> int:

@@ -48,8 +48,51 @@ class SinusoidalPositions(nn.Module):
     def forward(self, ids: Tensor, past_length: int = 0) -> Tensor:
         """Return position vectors (B, T, D) for ids (B, T) that follow past_length earlier symbols."""
         positions = make_positions(ids, self.padding_idx, past_length)
+        # No position exceeds padding_idx + past_length + T, so the sizes alone tell whether the table must grow.
         needed = self.padding_idx + 1 + ids.shape[1] + past_length
-        if needed > self.table.shape[0] or int(positions.max()) >= self.table.shape[0]:
-            size = max(needed, int(positions.max()) + 1) + 2
-            self.table = sinusoidal_table(size, self.dim, self.padding_idx).to(self.table)
+        if needed > self.table.shape[0]:
+            self.table = sinusoidal_table(needed + 2, self.dim, self.padding_idx).to(self.table)
         return self.table[positions]
+
+
+class ConvPositions(nn.Module):
+    """Convolutional positions (wav2vec 2.0, HuBERT): a grouped Conv1d over time, added to its input by the caller.
+
+    The kernel is weight-normalised per tap (`weight_norm(dim=2)`), or, with batch_norm (HuBERT's
+    conv_pos_batch_norm), plain and preceded by BatchNorm1d. An even kernel yields one frame too many; the
+    last is dropped so that the output keeps the input length.
+
+    Args:
+        d_model: Width of the hidden states.
+        kernel_size: Frames the convolution spans.
+        groups: Convolution groups.
+        activation: Applied to the convolution output; GELU when None.
+        batch_norm: Use BatchNorm1d before a plain kernel instead of weight norm.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        kernel_size: int,
+        groups: int,
+        activation: nn.Module | None = None,
+        batch_norm: bool = False,
+    ):
+        super().__init__()
+        self.batch_norm = nn.BatchNorm1d(d_model) if batch_norm else None
+        conv = nn.Conv1d(d_model, d_model, kernel_size, padding=kernel_size // 2, groups=groups)
+        # A parametrization keeps g and v as the parameters (state-dict names ...parametrizations.weight.original0/1)
+        # and recomputes the kernel from them on each call with the same op as transformers, so values agree exactly.
+        self.conv = conv if batch_norm else nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
+        self.trim = 1 - kernel_size % 2
+        self.activation = activation if activation is not None else nn.GELU()
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """Return position embeddings (B, T, D) for hidden states (B, T, D)."""
+        hidden = hidden.transpose(1, 2)
+        if self.batch_norm is not None:
+            hidden = self.batch_norm(hidden)
+        hidden = self.conv(hidden)
+        if self.trim:
+            hidden = hidden[:, :, :-1]
+        return self.activation(hidden).transpose(1, 2)

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
-
-from .masks import halve_lengths
 
 
 class Conv1dSubsampler(nn.Module):
-    """Stride-2 Conv1d + GLU layers (fairseq S2T): each layer halves time and the GLU halves channels."""
+    """Strided Conv1d + GLU layers (fairseq S2T, the wav2vec2 adapter): each layer divides time by the stride
+    and the GLU halves channels. Padding defaults to kernel // 2 (S2T); the wav2vec2 adapter always pads by 1.
+    """
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, kernel_sizes: Sequence[int]):
+    def __init__(
+        self,
+        in_channels: int,
+        mid_channels: int,
+        out_channels: int,
+        kernel_sizes: Sequence[int],
+        stride: int = 2,
+        padding: int | None = None,
+    ):
         super().__init__()
         last = len(kernel_sizes) - 1
         self.conv_layers = nn.ModuleList(
@@ -20,11 +29,12 @@ class Conv1dSubsampler(nn.Module):
                 in_channels if i == 0 else mid_channels // 2,
                 mid_channels if i < last else out_channels * 2,
                 kernel_size=k,
-                stride=2,
-                padding=k // 2,
+                stride=stride,
+                padding=k // 2 if padding is None else padding,
             )
             for i, k in enumerate(kernel_sizes)
         )
+        self.stride = stride
 
     def forward(self, features: Tensor) -> Tensor:
         """Map features (B, T, F) to hidden states (B, T', out_channels)."""
@@ -34,5 +44,7 @@ class Conv1dSubsampler(nn.Module):
         return hidden.transpose(1, 2)
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
-        """Return frame counts after subsampling; transformers uses floor((L - 1) / 2) + 1 whatever the kernel."""
-        return halve_lengths(lengths, len(self.conv_layers))
+        """Return frame counts after subsampling; transformers uses floor((L - 1) / stride) + 1 whatever the kernel."""
+        for _ in self.conv_layers:
+            lengths = torch.div(lengths - 1, self.stride, rounding_mode="floor") + 1
+        return lengths
