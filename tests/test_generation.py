@@ -126,3 +126,14 @@ def test_bad_options(models, inputs):
         ours.generate(features, num_beams=2, num_return_sequences=3)
     with pytest.raises(InputError, match="bad_words_ids"):
         ours.generate(features, bad_words_ids=[[100000]])
+
+
+def test_unset_length_gives_twenty_new_tokens(tmp_path, inputs):
+    hf = make_s2t(tmp_path, sharpen=20.0, tie_word_embeddings=False)
+    ours = speechseq.load_model(tmp_path)
+    features, mask = inputs[3]
+    for options in (dict(), dict(num_beams=3), dict(forced_eos_token_id=5)):
+        expected = hf.generate(features, attention_mask=mask, **options)
+        actual = ours.generate(features, attention_mask=mask, **options)
+        assert actual.tolist() == expected.tolist()
+        assert actual.shape[1] == 21

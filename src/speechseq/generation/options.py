@@ -11,7 +11,7 @@ from ..errors import InputError
 class GenerationOptions:
     """What a search does; defaults are transformers' GenerationConfig defaults."""
 
-    max_length: int = 20  # total length, counting the decoder start token
+    max_length: int | None = None  # total length, counting the decoder start token; unset: 20 new tokens
     max_new_tokens: int | None = None  # overrides max_length when set
     min_length: int = 0  # eos is suppressed while the sequence is shorter
     min_new_tokens: int | None = None  # eos is suppressed until this many tokens were generated
@@ -41,6 +41,7 @@ class GenerationOptions:
         return [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
 
 
+_DEFAULT_NEW_TOKENS = 20
 NAMES = {f.name for f in fields(GenerationOptions)}
 # Keys transformers' generate accepts that change nothing here (output formatting, caching switches).
 _HARMLESS = {
@@ -65,6 +66,8 @@ def resolve_options(defaults: dict, special_tokens: dict, user: dict) -> Generat
     options = GenerationOptions(**merged)
     if options.max_new_tokens is not None:
         options = replace(options, max_length=options.max_new_tokens + 1)
+    elif options.max_length is None:  # transformers 5: with no length configured anywhere, 20 new tokens
+        options = replace(options, max_length=_DEFAULT_NEW_TOKENS + 1)
     if options.pad_token_id is None and options.eos_ids:
         options = replace(options, pad_token_id=options.eos_ids[0])
     if options.decoder_start_token_id is None:
