@@ -218,8 +218,8 @@ def test_missing_and_broken_files(spm_folders, tmp_path):
     shutil.copy(spm_folders["mono"] / "sentencepiece.bpe.model", folder)
     with pytest.raises(TokenizerError, match=r"vocab\.json.*partial"):
         load_tokenizer(folder)
-    (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "MBart50Tokenizer"}')
-    with pytest.raises(TokenizerError, match="MBart50Tokenizer.*supported"):
+    (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "WhisperTokenizer"}')
+    with pytest.raises(TokenizerError, match="WhisperTokenizer.*supported"):
         load_tokenizer(folder)
     with pytest.raises(InputError, match="batch_decode"):
         Wav2Vec2CTCTokenizer(_ctc_vocab(tmp_path)).decode([[1, 2]])

@@ -13,10 +13,20 @@ def load_audio(path, sampling_rate: int = 16000):
     return load(path, sampling_rate)
 
 
+def __getattr__(name: str):
+    # Model classes load on first use, so that `import speechseq` stays light.
+    if name == "SpeechEncoderDecoder":
+        from .models.speech_encoder_decoder import SpeechEncoderDecoderModel
+
+        return SpeechEncoderDecoderModel
+    raise AttributeError(f"module 'speechseq' has no attribute {name!r}")
+
+
 __all__ = [
     "AudioError",
     "CheckpointError",
     "InputError",
+    "SpeechEncoderDecoder",
     "SpeechSeqError",
     "TokenizerError",
     "load_audio",
