@@ -25,8 +25,31 @@ def _speech2text() -> Family:
     return Family(family.load, family.save)
 
 
+def _wav2vec2() -> Family:
+    from .wav2vec2 import family
+
+    return Family(family.load, family.save)
+
+
+def _wav2vec2_bert() -> Family:
+    # One model class for the base model and every head; config.json `architectures` picks the head.
+    from .wav2vec2_bert import family
+
+    return Family(family.load, family.save)
+
+
+def _speech_encoder_decoder() -> Family:
+    from .speech_encoder_decoder import family
+
+    return Family(family.load, family.save)
+
+
 _FAMILIES: dict[str, Callable[[], Family]] = {
     "speech_to_text": _speech2text,
+    "wav2vec2": _wav2vec2,
+    "hubert": _wav2vec2,  # the same trunk; config and key prefix differ
+    "wav2vec2-bert": _wav2vec2_bert,
+    "speech-encoder-decoder": _speech_encoder_decoder,
 }
 
 
