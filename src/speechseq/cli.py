@@ -1,4 +1,4 @@
-"""Command line: `speechseq transcribe AUDIO... --model NAME_OR_DIR`."""
+"""Command line: `speechseq transcribe AUDIO... --model M` and `speechseq classify AUDIO... --model M`."""
 
 from __future__ import annotations
 
@@ -48,13 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transcribe.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     transcribe.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    _add_classify(commands)
     return parser
+
+
+def _add_classify(commands) -> None:
+    classify = commands.add_parser(
+        "classify",
+        help="label audio files with a classification model",
+        description="Classify audio files with an utterance, frame or x-vector classification checkpoint; "
+        "prints a JSON list with one object per file, in input order.",
+        epilog="examples:\n  speechseq classify a.wav b.flac --model ./w2v-bert-emotion --top-k 3\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    classify.add_argument("audio", nargs="+", metavar="AUDIO", help="audio or video files")
+    classify.add_argument("--model", required=True, help="checkpoint folder or Hugging Face hub id")
+    classify.add_argument("--top-k", type=int, default=5, help="labels reported per file (default 5)")
+    classify.add_argument("--batch-size", type=int, default=8, help="files run together (default 8)")
+    classify.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    classify.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _transcribe(args)
+        return _classify(args) if args.command == "classify" else _transcribe(args)
     except SpeechSeqError as error:
         print(f"speechseq: error: {error}", file=sys.stderr)
         return 2
@@ -93,6 +111,26 @@ def _transcribe(args) -> int:
         for result in good:
             print(result.text)
     return 2 if failed else 0
+
+
+def _classify(args) -> int:
+    from .classify import classify_files
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    results = classify_files(
+        args.audio,
+        args.model,
+        batch_size=args.batch_size,
+        top_k=args.top_k,
+        device=args.device,
+        dtype=args.dtype,
+    )
+    for result in results:
+        if result.error:
+            print(f"speechseq: error: {result.error}", file=sys.stderr)
+    print(json.dumps([r.to_json() for r in results if not r.error], ensure_ascii=False, indent=2))
+    return 2 if any(r.error for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,118 @@
+"""Classify a list of files with one model: utterance labels, labelled frame segments, or speaker scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import AudioError, InputError
+
+HEADS = ("sequence_classification", "frame_classification", "xvector")
+
+
+@dataclass
+class ClassifyResult:
+    """What one file was classified as, or why it was not."""
+
+    file: str
+    labels: list[dict] | None = (
+        None  # [{"label", "score"}], best first (utterance classes, x-vector speakers)
+    )
+    segments: list[dict] | None = None  # frame classification: [{"start", "end", "label", "score"}], seconds
+    embedding: list[float] | None = None  # x-vector speaker embedding
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        """Return the non-empty fields as a JSON-ready dict."""
+        fields = {"labels": self.labels, "segments": self.segments, "embedding": self.embedding}
+        return {"file": self.file, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def classify_files(
+    paths, model_name_or_path, batch_size: int = 8, top_k: int = 5, device="cpu", dtype="float32"
+) -> list[ClassifyResult]:
+    """Classify audio files; unreadable files get an error instead of labels.
+
+    Utterance classifiers give the top_k labels with softmax scores (transformers' audio-classification
+    pipeline); frame classifiers give runs of frames with the same best label; x-vector models give their
+    embedding and the top_k speakers by cosine similarity to the AM-softmax class directions.
+    """
+    from . import load_feature_extractor, load_model
+
+    if top_k < 1:
+        raise InputError(f"top_k must be >= 1, got {top_k}")
+    model = load_model(model_name_or_path, device=device, dtype=dtype)
+    head = getattr(getattr(model, "config", None), "head", None)
+    if head not in HEADS:
+        raise InputError(
+            f"{model_name_or_path} has no classification head ({head or 'none'}); classify needs one of {HEADS}"
+            + ("; use `speechseq transcribe` for CTC models" if head == "ctc" else "")
+        )
+    extractor = load_feature_extractor(model_name_or_path)
+    rate = extractor.sampling_rate
+    results = [ClassifyResult(str(path)) for path in paths]
+    audio = _decode_all(results, rate)
+    order = sorted(audio, key=lambda i: len(audio[i]), reverse=True)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        inputs = {
+            k: v.to(device) for k, v in extractor([audio[i] for i in batch], sampling_rate=rate).items()
+        }
+        with torch.inference_mode():
+            output = model(inputs.pop(model.main_input_name), attention_mask=inputs.get("attention_mask"))
+            for row, index in enumerate(batch):
+                _describe(results[index], model, output, row, top_k, model.inputs_to_logits_ratio / rate)
+    return results
+
+
+def _decode_all(results: list[ClassifyResult], rate: int) -> dict[int, object]:
+    """Decode every file at `rate`; a file that cannot be read gets its error and no waveform."""
+    from . import load_audio
+
+    audio = {}
+    for index, result in enumerate(results):
+        try:
+            audio[index] = load_audio(result.file, rate)
+        except AudioError as error:
+            result.error = str(error)
+    return audio
+
+
+def _describe(result: ClassifyResult, model, output, row: int, top_k: int, frame_seconds: float) -> None:
+    labels = model.config.id2label
+    if model.config.head == "sequence_classification":
+        result.labels = top_labels(output.logits[row].float().softmax(-1), labels, top_k)
+    elif model.config.head == "xvector":
+        result.labels = top_labels(model.head.label_scores(output.logits[row : row + 1])[0], labels, top_k)
+        result.embedding = output.embeddings[row].float().tolist()
+    else:
+        length = int(output.lengths[row])
+        probs = output.logits[row, :length].float().softmax(-1)
+        result.segments = frame_segments(probs, labels, frame_seconds)
+
+
+def top_labels(scores: Tensor, id2label: dict[int, str], top_k: int) -> list[dict]:
+    """Return the top_k of one item's class scores (C,) as [{"label", "score"}], best first."""
+    values, ids = scores.topk(min(top_k, scores.shape[-1]))
+    return [{"label": id2label[int(i)], "score": float(v)} for v, i in zip(values, ids, strict=True)]
+
+
+def frame_segments(probs: Tensor, id2label: dict[int, str], frame_seconds: float) -> list[dict]:
+    """Merge runs of frames (T, C) with the same best label into segments with their mean probability."""
+    scores, best = probs.max(dim=-1)
+    segments: list[dict] = []
+    start = 0
+    for frame in range(1, len(best) + 1):
+        if frame == len(best) or best[frame] != best[start]:
+            segments.append(
+                {
+                    "start": start * frame_seconds,
+                    "end": frame * frame_seconds,
+                    "label": id2label[int(best[start])],
+                    "score": float(scores[start:frame].mean()),
+                }
+            )
+            start = frame
+    return segments
