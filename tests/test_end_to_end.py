@@ -169,3 +169,29 @@ def test_processor_rejects_bad_audio(checkpoint):
         processor([], sampling_rate=16000)
     with pytest.raises(speechseq.AudioError):
         processor(torch.full((16000,), float("nan")), sampling_rate=16000)
+
+
+def test_transcribe_refuses_models_without_text_output(tmp_path, checkpoint, capsys):
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8, 8),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
+        num_conv_pos_embeddings=4,
+        num_conv_pos_embedding_groups=2,
+    )
+    Wav2Vec2Model(config).save_pretrained(tmp_path)
+    Wav2Vec2FeatureExtractor().save_pretrained(tmp_path)
+    (tmp_path / "vocab.json").write_text(
+        json.dumps({"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "A": 5})
+    )
+    _, files = checkpoint
+    assert main(["transcribe", str(files[0]), "--model", str(tmp_path)]) == 2
+    assert "encoder without a head" in capsys.readouterr().err
+    assert main(["classify", str(files[0]), "--model", str(tmp_path)]) == 2
+    assert "no classification head" in capsys.readouterr().err

@@ -44,11 +44,11 @@ def classify_files(
     if top_k < 1:
         raise InputError(f"top_k must be >= 1, got {top_k}")
     model = load_model(model_name_or_path, device=device, dtype=dtype)
-    head = getattr(getattr(model, "config", None), "head", None)
+    head = getattr(model, "task", None)
     if head not in HEADS:
         raise InputError(
             f"{model_name_or_path} has no classification head ({head or 'none'}); classify needs one of {HEADS}"
-            + ("; use `speechseq transcribe` for CTC models" if head == "ctc" else "")
+            + ("; use `speechseq transcribe` for it" if head in ("ctc", "seq2seq") else "")
         )
     extractor = load_feature_extractor(model_name_or_path)
     rate = extractor.sampling_rate

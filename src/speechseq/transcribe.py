@@ -60,6 +60,10 @@ def transcribe_files(
 
 
 def _search_options(model, tokenizer, tgt_lang: str | None, options: dict, name) -> dict:
+    task = getattr(model, "task", None)
+    if task not in ("seq2seq", "ctc"):
+        kind = f"a {task} model" if task else "an encoder without a head"
+        raise InputError(f"{name} is {kind}; transcription needs a CTC head or a text decoder")
     if not hasattr(model, "generate") and options:
         raise InputError(
             f"{name} is a CTC model: {', '.join(sorted(options))} apply only to encoder-decoder models"

@@ -54,6 +54,7 @@ class Seq2SeqMixin:
 
     decoder: nn.Module
     lm_head: nn.Module
+    task = "seq2seq"  # what the model's output is for: transcribe and classify check it
 
     def start_decoding(self, encoded: EncoderOutput, repeat: int, max_length: int) -> DecoderCacheState:
         memory = self.decoder.build_memory(encoded.hidden, encoded.padding_mask)

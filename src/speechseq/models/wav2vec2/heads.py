@@ -68,6 +68,8 @@ class _Wav2Vec2Base(nn.Module):
 class Wav2Vec2Model(_Wav2Vec2Base):
     """transformers' Wav2Vec2Model / HubertModel: encoder states, no head."""
 
+    task = None
+
     def forward(self, input_values: Tensor, attention_mask: Tensor | None = None) -> BaseOutput:
         encoded = self.encode(input_values, attention_mask)
         return BaseOutput(encoded.hidden, encoded.padding_mask)
@@ -75,6 +77,8 @@ class Wav2Vec2Model(_Wav2Vec2Base):
 
 class Wav2Vec2ForCTC(_Wav2Vec2Base):
     """transformers' Wav2Vec2ForCTC / HubertForCTC: a linear CTC head over every encoder frame."""
+
+    task = "ctc"
 
     def __init__(self, config: Wav2Vec2Config):
         super().__init__(config)

@@ -117,6 +117,11 @@ class Wav2Vec2BertModel(nn.Module):
     main_input_name = "input_features"
     model_type = "wav2vec2-bert"
 
+    @property
+    def task(self) -> str | None:
+        """The head's job ("ctc", "sequence_classification", ...), or None for the bare encoder."""
+        return self.config.head
+
     def __init__(self, config: Wav2Vec2BertConfig):
         super().__init__()
         self.config = config
