@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from .models.speech_encoder_decoder import SpeechEncoderDecoderModel
 
         return SpeechEncoderDecoderModel
+    if name in ("Transcriber", "Segment"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
     raise AttributeError(f"module 'speechseq' has no attribute {name!r}")
 
 
@@ -27,8 +31,10 @@ __all__ = [
     "CheckpointError",
     "InputError",
     "SpeechEncoderDecoder",
+    "Segment",
     "SpeechSeqError",
     "TokenizerError",
+    "Transcriber",
     "load_audio",
     "load_feature_extractor",
     "load_model",

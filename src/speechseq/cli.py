@@ -1,4 +1,5 @@
-"""Command line: `speechseq transcribe AUDIO... --model M` and `speechseq classify AUDIO... --model M`."""
+"""Command line: `speechseq transcribe AUDIO... --model M`, `speechseq eval --manifest F --model M` and
+`speechseq classify AUDIO... --model M`. It parses, calls the library and formats; nothing else."""
 
 from __future__ import annotations
 
@@ -8,18 +9,27 @@ import sys
 from collections.abc import Sequence
 
 from .errors import InputError, SpeechSeqError
+from .writers import FORMATS
 
 _DESCRIPTION = "Speech recognition and speech translation with encoder-decoder speech models."
 _EXAMPLES = """examples:
   speechseq transcribe talk.wav --model facebook/s2t-small-librispeech-asr
   speechseq transcribe a.flac b.mp3 --model ./my-checkpoint --num-beams 5 --output-format json
   speechseq transcribe talk.wav --model facebook/s2t-medium-mustc-multilingual-st --task translate --tgt-lang fr
+  speechseq transcribe lecture.mp3 recordings/ --model ./ckpt --output-format srt --output-dir subs/
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechseq", description=_DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_transcribe(commands)
+    _add_eval(commands)
+    _add_classify(commands)
+    return parser
+
+
+def _add_transcribe(commands) -> None:
     transcribe = commands.add_parser(
         "transcribe",
         help="transcribe or translate audio files",
@@ -28,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     transcribe.add_argument(
-        "audio", nargs="+", metavar="AUDIO", help="audio or video files (wav, flac, mp3, ogg, m4a, ...)"
+        "audio",
+        nargs="+",
+        metavar="AUDIO",
+        help="audio or video files (wav, flac, mp3, ogg, m4a, ...), folders of them, or manifests (.tsv/.jsonl)",
     )
     transcribe.add_argument("--model", required=True, help="checkpoint folder or Hugging Face hub id")
     transcribe.add_argument(
@@ -42,14 +55,71 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument(
         "--max-new-tokens", type=int, help="longest output in tokens (default: the checkpoint's)"
     )
-    transcribe.add_argument("--batch-size", type=int, default=8, help="files decoded together (default 8)")
     transcribe.add_argument(
-        "--output-format", choices=["txt", "json"], default="txt", help="txt: one line per file; json"
+        "--batch-size", type=int, default=8, help="files or regions decoded together (default 8)"
     )
-    transcribe.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
-    transcribe.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    _add_classify(commands)
-    return parser
+    _add_output(transcribe)
+    _add_device(transcribe)
+
+
+def _add_output(transcribe) -> None:
+    transcribe.add_argument(
+        "--output-format",
+        choices=list(FORMATS),
+        default="txt",
+        help="txt or json go to stdout unless --output-dir is given; srt, vtt and tsv are written to "
+        "--output-dir, or beside each input",
+    )
+    transcribe.add_argument("--output-dir", help="folder for one output file per input")
+    transcribe.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    transcribe.add_argument(
+        "--vad",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="cut audio at voice activity: auto (inputs over 20 s, 60 s for CTC models), on, or off "
+        "(fixed-length pieces)",
+    )
+
+
+def _add_device(parser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+
+
+def _add_eval(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a model on a manifest (WER/CER or BLEU)",
+        description="Transcribe a manifest (fairseq S2T TSV or JSON lines) and score it: WER and CER for "
+        "ASR, BLEU for translation. Prints a summary and writes one JSON line per utterance.",
+        epilog="examples:\n  speechseq eval --manifest dev.tsv --model ./ckpt --normalizer basic\n"
+        "  speechseq eval --manifest tst.jsonl --model ./st --task translate --tgt-lang fr\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("--manifest", required=True, help="fairseq S2T .tsv or .jsonl manifest")
+    evaluate.add_argument("--model", required=True, help="checkpoint folder or Hugging Face hub id")
+    evaluate.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    evaluate.add_argument("--tgt-lang", help="target language code for --task translate")
+    evaluate.add_argument(
+        "--metric",
+        choices=["auto", "wer", "bleu"],
+        default="auto",
+        help="auto: BLEU for --task translate, else WER and CER",
+    )
+    evaluate.add_argument(
+        "--normalizer",
+        choices=["basic", "none"],
+        default="basic",
+        help="basic: lower-case, no punctuation (default); none: compare texts as they are",
+    )
+    evaluate.add_argument("--results", help="per-utterance JSON lines (default MANIFEST_STEM.eval.jsonl)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+    evaluate.add_argument("--num-beams", type=int, help="beam size (default: the checkpoint's)")
+    evaluate.add_argument(
+        "--max-new-tokens", type=int, help="longest output in tokens (default: the checkpoint's)"
+    )
+    evaluate.add_argument("--batch-size", type=int, default=8, help="utterances decoded together")
+    _add_device(evaluate)
 
 
 def _add_classify(commands) -> None:
@@ -72,7 +142,8 @@ def _add_classify(commands) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _classify(args) if args.command == "classify" else _transcribe(args)
+        commands = {"classify": _classify, "eval": _evaluate, "transcribe": _transcribe}
+        return commands[args.command](args)
     except SpeechSeqError as error:
         print(f"speechseq: error: {error}", file=sys.stderr)
         return 2
@@ -81,36 +152,82 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _transcribe(args) -> int:
-    from .transcribe import transcribe_files
+    from .pipeline import expand_inputs, transcripts
+    from .writers import full_text, output_path, write_transcript
+
+    to_stdout = args.output_dir is None and args.output_format in ("txt", "json")
+    transcriber = _transcriber(args)
+    sources = expand_inputs(args.audio)
+    if not to_stdout and not args.overwrite:
+        taken = [
+            p for s in sources if (p := output_path(s.name, args.output_format, args.output_dir)).exists()
+        ]
+        if taken:
+            raise InputError(f"{taken[0]} already exists (and {len(taken) - 1} more); pass --overwrite")
+    failed, rows = 0, []
+    for group in transcripts(transcriber.transcribe(sources)):
+        error = next((segment.error for segment in group if segment.error), None)
+        if error:
+            failed += 1
+            print(f"speechseq: error: {error}", file=sys.stderr)
+        elif not to_stdout:
+            path = output_path(group[0].source, args.output_format, args.output_dir)
+            write_transcript(group, path, args.output_format, args.overwrite)
+        elif args.output_format == "json":
+            rows.append({"file": group[0].source, "text": full_text(group)})
+        else:
+            print(full_text(group), flush=True)
+    if to_stdout and args.output_format == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    return 2 if failed else 0
+
+
+def _transcriber(args):
+    from .pipeline import Transcriber
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.task == "translate" and not args.tgt_lang:
         raise InputError("--task translate needs --tgt-lang (for example --tgt-lang fr)")
-    options = {}
-    if args.num_beams is not None:
-        options["num_beams"] = args.num_beams
-    if args.max_new_tokens is not None:
-        options["max_new_tokens"] = args.max_new_tokens
-    results = transcribe_files(
-        args.audio,
+    options = {"max_new_tokens": args.max_new_tokens} if getattr(args, "max_new_tokens", None) else {}
+    return Transcriber(
         args.model,
-        batch_size=args.batch_size,
-        tgt_lang=args.tgt_lang if args.task == "translate" else None,
         device=args.device,
         dtype=args.dtype,
+        batch_size=args.batch_size,
+        num_beams=args.num_beams,
+        task=args.task,
+        tgt_lang=args.tgt_lang if args.task == "translate" else None,
+        vad={"auto": None, "on": True, "off": False}[getattr(args, "vad", "auto")],
+        progress=sys.stderr.isatty(),
         **options,
     )
-    failed = [r for r in results if r.error]
-    for result in failed:
-        print(f"speechseq: error: {result.error}", file=sys.stderr)
-    good = [r for r in results if not r.error]
-    if args.output_format == "json":
-        print(json.dumps([{"file": r.file, "text": r.text} for r in good], ensure_ascii=False, indent=2))
-    else:
-        for result in good:
-            print(result.text)
-    return 2 if failed else 0
+
+
+def _evaluate(args) -> int:
+    from pathlib import Path
+
+    from .evaluate import evaluate, read_manifest
+
+    results = Path(args.results or f"{Path(args.manifest).stem}.eval.jsonl")
+    if results.exists() and not args.overwrite:
+        raise InputError(f"{results} already exists; pass --overwrite to replace it")
+    sources = read_manifest(args.manifest)
+    metric = args.metric if args.metric != "auto" else ("bleu" if args.task == "translate" else "wer")
+    transcriber = _transcriber(args)
+    scores = evaluate(transcriber.transcribe(sources), sources, metric, args.normalizer)
+    with results.open("w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in scores.rows)
+    for row in scores.rows:
+        if row["error"]:
+            print(f"speechseq: error: {row['error']}", file=sys.stderr)
+    summary = ", ".join(
+        f"{name.upper()} {value:.2f}" if name == "bleu" else f"{name.upper()} {100 * value:.2f}%"
+        for name, value in scores.scores.items()
+    )
+    scored = len(scores.rows) - scores.failed
+    print(f"{summary} on {scored} utterances ({scores.failed} failed); per utterance: {results}")
+    return 2 if scores.failed else 0
 
 
 def _classify(args) -> int:
