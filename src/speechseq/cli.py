@@ -84,6 +84,11 @@ def _add_output(transcribe) -> None:
 def _add_device(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="dynamically quantize the linear layers (CPU only): faster, output may differ slightly",
+    )
 
 
 def _add_eval(commands) -> None:
@@ -189,11 +194,13 @@ def _transcriber(args):
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.task == "translate" and not args.tgt_lang:
         raise InputError("--task translate needs --tgt-lang (for example --tgt-lang fr)")
+    if args.quantize and args.dtype != "float32":
+        raise InputError(f"--quantize {args.quantize} quantizes a float32 model; drop --dtype {args.dtype}")
     options = {"max_new_tokens": args.max_new_tokens} if getattr(args, "max_new_tokens", None) else {}
     return Transcriber(
         args.model,
         device=args.device,
-        dtype=args.dtype,
+        dtype=args.quantize or args.dtype,
         batch_size=args.batch_size,
         num_beams=args.num_beams,
         task=args.task,

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torch.nn.functional import scaled_dot_product_attention
 
 from .cache import KVCache
+from .linear import Linear
 
 
 class MultiHeadAttention(nn.Module):
@@ -25,13 +26,13 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = d_model // num_heads
         self.dropout = dropout
         kv_dim = kv_dim or d_model
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(kv_dim, d_model, bias=bias)
-        self.v_proj = nn.Linear(kv_dim, d_model, bias=bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.q_proj = Linear(d_model, d_model, bias=bias)
+        self.k_proj = Linear(kv_dim, d_model, bias=bias)
+        self.v_proj = Linear(kv_dim, d_model, bias=bias)
+        self.out_proj = Linear(d_model, d_model, bias=bias)
 
     def _split(self, x: Tensor) -> Tensor:
-        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
     def project_kv(self, source: Tensor) -> tuple[Tensor, Tensor]:
         """Project source states (B, S, D) to keys and values (B, H, S, Dh)."""

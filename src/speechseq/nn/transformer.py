@@ -41,8 +41,12 @@ class _Residual(nn.Module):
 
     def forward(self, hidden: Tensor, block: Callable[[Tensor], Tensor]) -> Tensor:
         if self.norm_first:
-            return hidden + self.dropout(block(self.norm(hidden)))
-        return self.norm(hidden + self.dropout(block(hidden)))
+            return hidden + self._dropout(block(self.norm(hidden)))
+        return self.norm(hidden + self._dropout(block(hidden)))
+
+    def _dropout(self, hidden: Tensor) -> Tensor:
+        # Skipping the call in eval mode saves a module call per sub-block and decoding step.
+        return self.dropout(hidden) if self.training else hidden
 
 
 class EncoderLayer(nn.Module):
@@ -83,26 +87,33 @@ class DecoderLayer(nn.Module):
         hidden = self.self_attn_block(
             hidden, lambda x: self.self_attn(x, mask=self_mask, is_causal=causal, cache=cache, layer=layer)
         )
-        keys, values = memory.keys[layer], memory.values[layer]
-        hidden = self.cross_attn_block(
-            hidden, lambda x: self.cross_attn.attend(x, keys, values, memory.mask, False)
-        )
+        hidden = self.cross_attn_block(hidden, lambda x: memory.attend(self.cross_attn, x, layer))
         return self.ffn_block(hidden, self.ffn)
 
 
 @dataclass
 class MemoryKV:
-    """Cross-attention keys/values of every decoder layer, computed once from the encoder output."""
+    """Cross-attention keys/values of every decoder layer, computed once from the encoder output.
+
+    `group` consecutive decoder rows (the beams of one item) share each memory row. They attend to it as one
+    row with `group` times the queries, so its keys and values are neither copied nor read once per beam.
+    """
 
     keys: list[Tensor]  # per layer (B, H, S, Dh)
     values: list[Tensor]
     mask: Tensor | None  # (B, 1, 1, S) keep-mask, None when nothing is padded
+    group: int = 1  # decoder rows per memory row
 
     def repeat(self, times: int) -> MemoryKV:
-        """Repeat every batch row `times` times in place order (row b -> rows b*times .. b*times+times-1)."""
-        rep = lambda t: t.repeat_interleave(times, dim=0)  # noqa: E731
-        mask = None if self.mask is None else rep(self.mask)
-        return MemoryKV([rep(k) for k in self.keys], [rep(v) for v in self.values], mask)
+        """Serve every memory row to `times` consecutive decoder rows (row b -> rows b*times .. b*times+times-1)."""
+        return MemoryKV(self.keys, self.values, self.mask, self.group * times)
+
+    def attend(self, attention: MultiHeadAttention, hidden: Tensor, layer: int) -> Tensor:
+        """Cross-attend from decoder rows hidden (B * group, T, D) to the layer's memory; return (B * group, T, D)."""
+        rows, steps, width = hidden.shape
+        queries = hidden.reshape(rows // self.group, self.group * steps, width)
+        out = attention.attend(queries, self.keys[layer], self.values[layer], self.mask, False)
+        return out.view(rows, steps, width)
 
 
 def build_memory(layers: nn.ModuleList, memory: Tensor, padding_mask: Tensor | None) -> MemoryKV:

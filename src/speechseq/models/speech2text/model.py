@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ...errors import InputError
 from ...nn.decoder import TransformerDecoder
+from ...nn.linear import Linear
 from ...nn.masks import lengths_to_padding_mask
 from ...nn.positions import SinusoidalPositions
 from ...nn.subsampling import Conv1dSubsampler
@@ -82,9 +83,13 @@ class Speech2TextModel(Seq2SeqMixin, nn.Module):
             config.pad_token_id,
             config.scale_embedding,
         )
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
-            self.lm_head.weight = self.decoder.embed_tokens.weight
+            # Share the head's weight, stored column-major (nn/linear.py), with the embedding's initial values:
+            # every decoding step reads all of the head but only one embedding row per sequence.
+            with torch.no_grad():
+                self.lm_head.weight.copy_(self.decoder.embed_tokens.weight)
+            self.decoder.embed_tokens.weight = self.lm_head.weight
         self.generation_defaults = dict(generation_defaults or {})
         self.special_tokens = {
             "pad_token_id": config.pad_token_id,
