@@ -46,5 +46,8 @@ def test_cli_quantize(tmp_path, capsys):
     clip = make_recording(tmp_path / "clip.wav", seconds=1.3)
     assert main(["transcribe", str(clip), "--model", str(folder), "--quantize", "int8"]) == 0
     assert capsys.readouterr().out.strip()
-    assert main(["transcribe", str(clip), "--model", str(folder), "--quantize", "int8", "--dtype", "bfloat16"]) == 2
+    assert (
+        main(["transcribe", str(clip), "--model", str(folder), "--quantize", "int8", "--dtype", "bfloat16"])
+        == 2
+    )
     assert "--quantize int8" in capsys.readouterr().err

@@ -10,8 +10,8 @@ class KVCache:
     """Self-attention keys and values of every decoder layer, preallocated for max_length steps.
 
     Layers write their new keys/values at `length` with `update`; the search calls `advance` once the step
-    has run through every layer, and `reorder` after a beam step. A reorder gathers the used part into a second
-    buffer and swaps the two, so that a beam step copies the cache once and allocates nothing.
+    has run through every layer, and `reorder` after a beam step. A reorder gathers the used part into a
+    second buffer and swaps the two, so that a beam step copies the cache once and allocates nothing.
     """
 
     def __init__(

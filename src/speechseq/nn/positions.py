@@ -48,7 +48,7 @@ class SinusoidalPositions(nn.Module):
     def forward(self, ids: Tensor, past_length: int = 0) -> Tensor:
         """Return position vectors (B, T, D) for ids (B, T) that follow past_length earlier symbols."""
         positions = make_positions(ids, self.padding_idx, past_length)
-        # No position exceeds padding_idx + past_length + T, so the sizes alone tell whether the table must grow.
+        # No position exceeds padding_idx + past_length + T: the sizes alone tell whether the table must grow.
         needed = self.padding_idx + 1 + ids.shape[1] + past_length
         if needed > self.table.shape[0]:
             self.table = sinusoidal_table(needed + 2, self.dim, self.padding_idx).to(self.table)

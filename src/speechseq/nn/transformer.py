@@ -105,11 +105,11 @@ class MemoryKV:
     group: int = 1  # decoder rows per memory row
 
     def repeat(self, times: int) -> MemoryKV:
-        """Serve every memory row to `times` consecutive decoder rows (row b -> rows b*times .. b*times+times-1)."""
+        """Serve each memory row to `times` consecutive decoder rows (b -> rows b*times .. b*times+times-1)."""
         return MemoryKV(self.keys, self.values, self.mask, self.group * times)
 
     def attend(self, attention: MultiHeadAttention, hidden: Tensor, layer: int) -> Tensor:
-        """Cross-attend from decoder rows hidden (B * group, T, D) to the layer's memory; return (B * group, T, D)."""
+        """Cross-attend from decoder rows hidden (B * group, T, D) to this layer's memory; same shape out."""
         rows, steps, width = hidden.shape
         queries = hidden.reshape(rows // self.group, self.group * steps, width)
         out = attention.attend(queries, self.keys[layer], self.values[layer], self.mask, False)

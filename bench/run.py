@@ -1,0 +1,190 @@
+"""Benchmark speechseq against transformers on the same random s2t-small weights and the same 10 s inputs.
+
+Each side runs each group of work (features, encoder, greedy, 5-beam) in a process of its own, with 2 threads
+and OMP_WAIT_POLICY=PASSIVE, and reports the fastest of its runs and its peak RSS. Rounds alternate the
+sides, so that a busy spell on a shared host slows both. The table gives transformers time / speechseq time
+and whether both generated the same ids.
+
+    python bench/run.py                 # the README table (3 rounds x 3 repeats, about 15 minutes)
+    python bench/run.py --quick         # 1 round, 2 repeats, 20 tokens: a smoke run
+    python bench/run.py --int8          # add speechseq with dtype="int8" (dynamic quantization)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+WORKER = Path(__file__).with_name("worker.py")
+GROUPS = ("features", "encoder", "greedy", "beam")
+LABELS = {"features": "features, {} clip", "encoder": "encoder, batch {}", "greedy": "greedy, batch {}"}
+LABELS["beam"] = "5-beam, batch {}"
+# transformers time / speechseq time that the issue asks for, per (group, batch).
+TARGETS = {("features", "8"): 10, ("greedy", "1"): 4, ("beam", "1"): 3, ("greedy", "8"): 2, ("beam", "8"): 2}
+RSS_TARGET = 0.8
+
+
+def _worker(*args: str, threads: int) -> dict:
+    env = dict(
+        os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE"
+    )
+    command = [sys.executable, str(WORKER), *args, "--threads", str(threads)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _merge(old: dict | None, new: dict) -> dict:
+    """Keep the fastest time and the highest peak RSS over rounds."""
+    if old is None:
+        return new
+    times = {batch: min(old["times"][batch], new["times"][batch]) for batch in new["times"]}
+    return {**new, "times": times, "peak_rss_mb": max(old["peak_rss_mb"], new["peak_rss_mb"])}
+
+
+def measure(args: argparse.Namespace, folder: Path) -> dict:
+    """Run every (side, group) process args.rounds times, alternating sides; return merged results."""
+    sides = [("transformers", "float32"), ("speechseq", "float32")] + [("speechseq", "int8")] * args.int8
+    common = ["--repeats", str(args.repeats), "--tokens", str(args.tokens)]
+    results: dict = {}
+    for round_ in range(args.rounds):
+        for group in GROUPS:
+            order = sides if round_ % 2 == 0 else sides[::-1]
+            for side, dtype in order:
+                if dtype == "int8" and group == "features":
+                    continue
+                extra = ["--group", group, "--dtype", dtype]
+                new = _worker(side, str(folder), *extra, *common, threads=args.threads)
+                key = (side if dtype == "float32" else "int8", group)
+                results[key] = _merge(results.get(key), new)
+                print(f"  round {round_ + 1}: {key[0]:<12} {group:<8} done", file=sys.stderr, flush=True)
+    results["bandwidth"] = _worker("bandwidth", "--repeats", str(args.repeats), threads=args.threads)
+    return results
+
+
+def _row(label: str, theirs: float, ours: float, target: int | None, note: str) -> str:
+    ratio = theirs / ours
+    goal = f">= {target}x {'met' if ratio >= target else 'MISSED'}" if target else ""
+    return f"| {label:<18} | {theirs * 1e3:9.1f} | {ours * 1e3:9.1f} | {ratio:5.2f}x | {goal:<14} | {note}"
+
+
+def report(args: argparse.Namespace, folder: Path, results: dict) -> None:
+    print(
+        f"\n{_machine()}; {args.rounds} rounds x {args.repeats} runs (fastest), {args.threads} threads, "
+        f"OMP_WAIT_POLICY=PASSIVE, {args.tokens} new tokens forced\n"
+    )
+    print("| work               | transformers ms | speechseq ms | ratio | target | ids |")
+    print("|--------------------|----------:|----------:|-------:|----------------|-----|")
+    for group in GROUPS:
+        theirs, ours = results["transformers", group], results["speechseq", group]
+        for batch in ("1", "8"):
+            note = ""
+            if group in ("greedy", "beam"):
+                note = "identical" if ours["ids"][batch] == theirs["ids"][batch] else "DIFFERENT"
+            label = LABELS[group].format(batch) + ("s" if group == "features" and batch == "8" else "")
+            print(
+                _row(label, theirs["times"][batch], ours["times"][batch], TARGETS.get((group, batch)), note)
+            )
+    if args.int8:
+        _report_int8(results)
+    features = np.load(folder / "features_speechseq.npy"), np.load(folder / "features_transformers.npy")
+    print(f"\nfeatures: max |speechseq - transformers| = {np.abs(features[0] - features[1]).max():.1e}")
+    print(f"\npeak RSS per process, MB (target: speechseq <= {RSS_TARGET} x transformers):")
+    for group in GROUPS[1:]:
+        theirs, ours = (
+            results["transformers", group]["peak_rss_mb"],
+            results["speechseq", group]["peak_rss_mb"],
+        )
+        int8 = f", int8 {results['int8', group]['peak_rss_mb']:.0f}" if args.int8 else ""
+        print(f"  {group:<8} transformers {theirs:4.0f}, speechseq {ours:4.0f} ({ours / theirs:.2f}x){int8}")
+    _report_bound(args, results)
+
+
+def _report_int8(results: dict) -> None:
+    """Rows for speechseq int8 against transformers float32, with the share of ids equal to float32's."""
+    for group in ("encoder", "greedy", "beam"):
+        theirs, ours, exact = (
+            results["transformers", group],
+            results["int8", group],
+            results["speechseq", group],
+        )
+        for batch in ("1", "8"):
+            note = ""
+            if group != "encoder":
+                same = np.array(ours["ids"][batch]) == np.array(exact["ids"][batch])
+                note = f"{same.mean():.1%} of ids as float32"
+            print(
+                _row(
+                    "int8 " + LABELS[group].format(batch),
+                    theirs["times"][batch],
+                    ours["times"][batch],
+                    None,
+                    note,
+                )
+            )
+
+
+def _report_bound(args: argparse.Namespace, results: dict) -> None:
+    """Compare the batch-1 greedy cost per token with reading the decoder weights once per token."""
+    ours = results["speechseq", "greedy"]["times"]["1"] - results["speechseq", "encoder"]["times"]["1"]
+    theirs = (
+        results["transformers", "greedy"]["times"]["1"] - results["transformers", "encoder"]["times"]["1"]
+    )
+    bandwidth, weights = results["bandwidth"], _decoder_bytes_per_token()
+    bound = weights / (bandwidth["read_gb_s"] * 1e9)
+    print(
+        f"\nmemory bandwidth (512 MB): read {bandwidth['read_gb_s']:.1f} GB/s, "
+        f"copy {bandwidth['copy_gb_s']:.1f} GB/s"
+        f"\ndecoder weights read per token: {weights / 1e6:.1f} MB -> bound {bound * 1e3:.2f} ms/token"
+        f"\ngreedy batch 1 per token (generate - encoder) / {args.tokens}: speechseq "
+        f"{ours / args.tokens * 1e3:.2f} ms ({bound / ours * args.tokens:.0%} of the bound), "
+        f"transformers {theirs / args.tokens * 1e3:.2f} ms"
+    )
+
+
+def _decoder_bytes_per_token() -> int:
+    """Float32 bytes one decoder step reads: each decoder matrix but cross-attention keys/values, the head."""
+    d, ffn, layers, vocab = 256, 2048, 6, 10000  # Speech2TextConfig() defaults
+    per_layer = 4 * d * d + 2 * d * d + 2 * d * ffn  # self-attention q/k/v/out, cross-attention q/out, FFN
+    return 4 * (layers * per_layer + vocab * d)
+
+
+def _machine() -> str:
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, transformers {transformers.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="times each process runs, sides alternating")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per process; the fastest counts")
+    parser.add_argument("--tokens", type=int, default=100, help="new tokens per sequence (min = max)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--int8", action="store_true", help="also time speechseq with dtype='int8'")
+    parser.add_argument("--quick", action="store_true", help="1 round, 2 repeats, 20 tokens")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.repeats, args.tokens = 1, 2, 20
+    with tempfile.TemporaryDirectory(prefix="speechseq-bench-") as folder:
+        print(f"checkpoint: {json.dumps(_worker('prepare', folder, threads=args.threads))}", flush=True)
+        report(args, Path(folder), measure(args, Path(folder)))
+
+
+if __name__ == "__main__":
+    main()
