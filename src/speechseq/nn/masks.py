@@ -12,18 +12,6 @@ def lengths_to_padding_mask(lengths: Tensor, max_length: int) -> Tensor:
     return positions[None, :] >= lengths[:, None]
 
 
-def padding_mask_from_attention_mask(attention_mask: Tensor) -> Tensor:
-    """Turn a transformers-style attention mask (1 keep, 0 pad) into a padding mask (True = pad)."""
-    return attention_mask == 0
-
-
-def halve_lengths(lengths: Tensor, num_layers: int) -> Tensor:
-    """Apply L -> floor((L - 1) / 2) + 1 once per stride-2 layer (the S2T subsampler's length rule)."""
-    for _ in range(num_layers):
-        lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
-    return lengths
-
-
 def key_mask(padding_mask: Tensor | None) -> Tensor | None:
     """Turn a (B, S) padding mask into the (B, 1, 1, S) keep-mask that scaled_dot_product_attention takes."""
     if padding_mask is None or not bool(padding_mask.any()):
