@@ -27,13 +27,15 @@ def test_linear_layout_changes_nothing_but_strides():
 def test_cache_reorder_selects_rows_across_growth():
     cache = KVCache(num_layers=2, batch_size=3, num_heads=2, head_dim=4, max_length=2, like=torch.zeros(0))
     history = []
+    # All rows moved, none moved, a swap with a row kept, and one row copied over another.
+    indexes = [[2, 0, 0], [0, 1, 2], [1, 0, 2], [0, 1, 1], [2, 0, 0]]
     for step in range(5):  # capacity 2: grows on the way
         keys = torch.full((3, 2, 1, 4), float(step)) + torch.arange(3.0)[:, None, None, None] * 10
         for layer in range(2):
             cache.update(layer, keys + layer, -keys)
         cache.advance(1)
         history.append(keys)
-        index = torch.tensor([2, 0, 0])
+        index = torch.tensor(indexes[step])
         cache.reorder(index)
         history = [h[index] for h in history]
     expected = torch.cat(history, dim=2)

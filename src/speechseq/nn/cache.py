@@ -10,8 +10,9 @@ class KVCache:
     """Self-attention keys and values of every decoder layer, preallocated for max_length steps.
 
     Layers write their new keys/values at `length` with `update`; the search calls `advance` once the step
-    has run through every layer, and `reorder` after a beam step. A reorder gathers the used part into a
-    second buffer and swaps the two, so that a beam step copies the cache once and allocates nothing.
+    has run through every layer, and `reorder` after a beam step. A reorder copies only the rows that take
+    another row's history: most beam steps keep most beams in place, and copying the whole cache on every
+    step would cost as much as the attention that reads it.
     """
 
     def __init__(
@@ -21,7 +22,6 @@ class KVCache:
         # Only positions below `length` are ever read, so the buffers need no initial values.
         keys = torch.empty(shape, dtype=like.dtype, device=like.device)
         self._use(keys, torch.empty_like(keys))
-        self._spare: tuple[Tensor, Tensor] | None = None  # reorder target, made on the first reorder
         self.length = 0
 
     def _use(self, keys: Tensor, values: Tensor) -> None:
@@ -47,14 +47,14 @@ class KVCache:
 
     def reorder(self, index: Tensor) -> None:
         """Select batch rows (beam search): row i becomes former row index[i]."""
-        if self._spare is None:
-            self._spare = (torch.empty_like(self.keys), torch.empty_like(self.values))
-        used = slice(0, self.length)
-        for source, target in zip((self.keys, self.values), self._spare, strict=True):
-            torch.index_select(source[:, :, :, used], 1, index, out=target[:, :, :, used])
-        spare = self.keys, self.values
-        self._use(*self._spare)
-        self._spare = spare
+        moved = (index != torch.arange(index.numel(), device=index.device)).nonzero().squeeze(1)
+        if moved.numel() == 0:
+            return
+        sources = index[moved]
+        for part in (self.keys, self.values):
+            used = part.narrow(3, 0, self.length)
+            # index_select copies the source rows out first, so rows that are both read and written are safe.
+            used.index_copy_(1, moved, used.index_select(1, sources))
 
     def _grow(self, needed: int) -> None:
         extra = max(needed, 2 * self.capacity) - self.capacity
@@ -62,4 +62,3 @@ class KVCache:
         pad[3] = extra
         grown = [torch.cat([part, part.new_empty(pad)], dim=3) for part in (self.keys, self.values)]
         self._use(*grown)
-        self._spare = None
