@@ -16,7 +16,7 @@ class FeedForward(nn.Module):
     ):
         super().__init__()
         self.fc1 = Linear(d_model, ffn_dim, bias=bias)
-        self.activation = get_activation(activation)
+        self.activation = get_activation(activation, inplace=True)
         self.dropout = nn.Dropout(dropout)
         self.fc2 = Linear(ffn_dim, d_model, bias=bias)
 
