@@ -253,6 +253,8 @@ def test_from_encoder_decoder_pretrained(tmp_path, encoder, decoder):
     assert set(mine) == set(theirs)
     differing = {key for key in mine if not torch.equal(mine[key], theirs[key])}
     assert differing <= set(report.newly_initialized) and any("cross" in key for key in differing)
+    # Initialised as transformers does (normal(0, 0.02), zero biases, unit norms), not left as allocated.
+    assert all(mine[key].isfinite().all() and mine[key].abs().max() <= 1 for key in report.newly_initialized)
     reloaded = speechseq.load_model(tmp_path / "hf")
     inputs, mask = audio(encoder)
     assert reloaded.generate(inputs, attention_mask=mask, max_new_tokens=4).shape[0] == 3

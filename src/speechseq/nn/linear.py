@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
-
-def column_major(matrix: Tensor) -> Tensor:
-    """Return matrix (R, C) with the same values and shape, stored column by column (strides (1, R))."""
-    return matrix.t().contiguous().t()
+from torch import nn
 
 
 class Linear(nn.Linear):
@@ -20,7 +15,10 @@ class Linear(nn.Linear):
     shape, name and values, so state dicts, checkpoints and F.linear see no difference.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
-        super().__init__(in_features, out_features, bias, device, dtype)
-        if out_features >= in_features:
-            self.weight = nn.Parameter(column_major(self.weight.detach()))
+    def reset_parameters(self) -> None:
+        # nn.Linear.__init__ allocates the weight (out, in) and then calls this: lay a wide weight out column by
+        # column (strides (1, out)) first, so that it is initialised in place, or left for a checkpoint under
+        # checkpoints.skip_init, without a copy.
+        if self.out_features >= self.in_features and not self.weight.t().is_contiguous():
+            self.weight = nn.Parameter(self.weight.new_empty(self.in_features, self.out_features).t())
+        super().reset_parameters()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...checkpoints import load_into, read_weights, save_weights
+from ...checkpoints import load_into, read_weights, save_weights, skip_init
 from .checkpoint import KEY_MAP, config_from_hf, config_to_hf
 from .model import Speech2TextModel
 
@@ -13,7 +13,8 @@ from .model import Speech2TextModel
 def load(folder: Path, raw: dict, generation_defaults: dict) -> Speech2TextModel:
     """Build the model for config.json `raw` and load the folder's weights into it."""
     config = config_from_hf(raw, str(folder / "config.json"))
-    model = Speech2TextModel(config, generation_defaults)
+    with skip_init():
+        model = Speech2TextModel(config, generation_defaults)
     state = read_weights(folder)
     tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
     if tied:

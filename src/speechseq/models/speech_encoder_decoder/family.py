@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from torch import Tensor, nn
+from torch import nn
 
-from ...checkpoints import load_into, read_json, read_weights
+from ...checkpoints import StoredTensor, load_into, read_json, read_weights, skip_init
 from ...errors import CheckpointError, InputError
 from ...hub import resolve_checkpoint
 from ...keymap import KeyMap
@@ -30,7 +30,8 @@ _IDENTITY = KeyMap([("", "")])
 def load(folder: Path, raw: dict, generation_defaults: dict) -> SpeechEncoderDecoderModel:
     """Build the model for config.json `raw` and load the folder's weights into it."""
     config = config_from_hf(raw, str(folder / "config.json"))
-    model = SpeechEncoderDecoderModel(config, generation_defaults)
+    with skip_init():
+        model = SpeechEncoderDecoderModel(config, generation_defaults)
     parts = split_state(read_weights(folder), str(folder))
     kind = config.kind
     encoder_state = kind.prepare(parts["encoder."])
@@ -44,7 +45,7 @@ def load(folder: Path, raw: dict, generation_defaults: dict) -> SpeechEncoderDec
     return model.eval()
 
 
-def _load_decoder(decoder: TextDecoder, state: dict[str, Tensor], source: str) -> None:
+def _load_decoder(decoder: TextDecoder, state: dict[str, StoredTensor], source: str) -> None:
     flavour = decoder.config.flavour
     key_map = decoder_checkpoint.KEY_MAPS[flavour]
     state = decoder_checkpoint.to_loadable(flavour, state)
@@ -114,7 +115,8 @@ def _load_encoder(folder: Path) -> tuple[str, object, nn.Module, list[str]]:
     encoder_type = raw.get("model_type")
     kind: EncoderKind = encoder_kind(encoder_type, str(folder / "config.json"))
     config = kind.config_from_hf(raw, str(folder / "config.json"))
-    encoder = kind.build(config)
+    with skip_init():
+        encoder = kind.build(config)
     state = kind.prepare(read_weights(folder))
     prefix = kind.base_prefix(config)
     unused = []

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
-from ...checkpoints import read_json, read_weights
+from ...checkpoints import StoredTensor, copy_weight, read_json, read_weights
 from .checkpoint import KEY_MAPS, config_from_hf, from_loadable, to_loadable
 from .config import TextDecoderConfig
 from .model import TextDecoder
@@ -39,7 +38,7 @@ def load_pretrained(folder: Path) -> tuple[TextDecoder, LoadReport]:
     return decoder.eval(), report
 
 
-def _fill(decoder: TextDecoder, state: dict[str, Tensor]) -> tuple[list[str], LoadReport]:
+def _fill(decoder: TextDecoder, state: dict[str, StoredTensor]) -> tuple[list[str], LoadReport]:
     """Copy the weights that fit; return our names of the parameters left unfilled, and the misfits."""
     key_map = KEY_MAPS[decoder.config.flavour]
     state = to_loadable(decoder.config.flavour, state)
@@ -57,7 +56,7 @@ def _fill(decoder: TextDecoder, state: dict[str, Tensor]) -> tuple[list[str], Lo
                     f"{key}: checkpoint {tuple(tensor.shape)}, model {tuple(ours[name].shape)}"
                 )
             else:
-                ours[name].copy_(tensor)
+                copy_weight(ours[name], tensor)
                 filled.add(name)
     return [n for n in ours if n not in filled and n not in tied], report
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from torch import Tensor
-
-from ...checkpoints import load_into, read_weights, save_weights
+from ...checkpoints import StoredTensor, load_into, read_weights, save_weights, skip_init
 from .checkpoint import PREFIXES, config_from_hf, config_to_hf, head_of, key_map, rename_legacy
 from .config import Wav2Vec2Config
 from .heads import Wav2Vec2ForCTC, Wav2Vec2Model
@@ -22,7 +20,8 @@ def load(folder: Path, raw: dict, generation_defaults: dict) -> Wav2Vec2Model | 
     """
     config = config_from_hf(raw, str(folder / "config.json"))
     head = head_of(raw, str(folder / "config.json"))
-    model = Wav2Vec2ForCTC(config) if head == "ctc" else Wav2Vec2Model(config)
+    with skip_init():
+        model = Wav2Vec2ForCTC(config) if head == "ctc" else Wav2Vec2Model(config)
     state = rename_legacy(read_weights(folder))
     rules = key_map(config, _upstream_prefix(config, head, state))
     # Checkpoints saved without SpecAugment's embedding still load; transformers would initialise it randomly.
@@ -30,7 +29,7 @@ def load(folder: Path, raw: dict, generation_defaults: dict) -> Wav2Vec2Model | 
     return model.eval()
 
 
-def _upstream_prefix(config: Wav2Vec2Config, head: str, state: dict[str, Tensor]) -> str:
+def _upstream_prefix(config: Wav2Vec2Config, head: str, state: dict[str, StoredTensor]) -> str:
     # A CTC model keeps the trunk under "wav2vec2." / "hubert."; base checkpoints come with the prefix
     # (saved from a head or pretraining model) or without it (saved from the base model itself).
     prefix = PREFIXES[config.model_type]

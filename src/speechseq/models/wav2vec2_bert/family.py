@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...checkpoints import load_into, read_weights, save_weights
+from ...checkpoints import load_into, read_weights, save_weights, skip_init
 from .checkpoint import PREFIX, config_from_hf, config_to_hf, key_map
 from .model import Wav2Vec2BertModel
 
@@ -18,7 +18,8 @@ def load(folder: Path, raw: dict, generation_defaults: dict) -> Wav2Vec2BertMode
     Encoder-only models have no generation settings, so generation_defaults is unused.
     """
     config = config_from_hf(raw, str(folder / "config.json"))
-    model = Wav2Vec2BertModel(config)
+    with skip_init():
+        model = Wav2Vec2BertModel(config)
     state = read_weights(folder)
     # Head models keep the trunk under "wav2vec2_bert."; a base model saved by itself has no prefix.
     upstream = PREFIX if config.head or any(key.startswith(PREFIX) for key in state) else ""
