@@ -31,6 +31,9 @@ def make_positions(ids: Tensor, padding_idx: int, past_length: int = 0) -> Tenso
     return (torch.cumsum(keep, dim=1) + past_length) * keep + padding_idx
 
 
+_FIRST_ROWS = 512  # sinusoidal rows built up front; more on demand
+
+
 class SinusoidalPositions(nn.Module):
     """Padding-aware sinusoidal positions (fairseq S2T and Speech2Text2), grown on demand.
 
@@ -42,8 +45,11 @@ class SinusoidalPositions(nn.Module):
         super().__init__()
         self.dim = dim
         self.padding_idx = padding_idx
-        # fairseq reserves padding_idx + 1 leading rows; transformers builds num_positions + 2 rows.
-        self.register_buffer("table", sinusoidal_table(num_positions + 2, dim, padding_idx), persistent=False)
+        # fairseq reserves padding_idx + 1 leading rows; transformers builds num_positions + 2 rows. Each row
+        # depends on its position alone, so the table starts small and grows as longer inputs come (an
+        # s2t-small encoder's full table is 6 MB, of which 10 s of audio reads 0.3 MB).
+        rows = min(num_positions + 2, padding_idx + 1 + _FIRST_ROWS)
+        self.register_buffer("table", sinusoidal_table(rows, dim, padding_idx), persistent=False)
 
     def forward(self, ids: Tensor, past_length: int = 0) -> Tensor:
         """Return position vectors (B, T, D) for ids (B, T) that follow past_length earlier symbols."""
@@ -51,7 +57,8 @@ class SinusoidalPositions(nn.Module):
         # No position exceeds padding_idx + past_length + T: the sizes alone tell whether the table must grow.
         needed = self.padding_idx + 1 + ids.shape[1] + past_length
         if needed > self.table.shape[0]:
-            self.table = sinusoidal_table(needed + 2, self.dim, self.padding_idx).to(self.table)
+            rows = max(needed + 2, 2 * self.table.shape[0])  # doubling: a decoder step is not a rebuild
+            self.table = sinusoidal_table(rows, self.dim, self.padding_idx).to(self.table)
         return self.table[positions]
 
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+_SLICE_ELEMENTS = 2**20  # first-convolution outputs per slice of a batch: 4 MB of float32
+
 
 class Conv1dSubsampler(nn.Module):
     """Strided Conv1d + GLU layers (fairseq S2T, the wav2vec2 adapter): each layer divides time by the stride
@@ -38,6 +40,15 @@ class Conv1dSubsampler(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         """Map features (B, T, F) to hidden states (B, T', out_channels)."""
+        # The first convolution's output is the widest tensor of the encoder (16 MB for 8 clips of 10 s in
+        # s2t-small); a batch runs in slices of items that keep it near _SLICE_ELEMENTS. Items are independent.
+        widest = self.conv_layers[0].out_channels * (features.shape[1] // self.stride + 1)
+        step = max(1, _SLICE_ELEMENTS // widest)
+        if features.shape[0] <= step:
+            return self._run(features)
+        return torch.cat([self._run(part) for part in features.split(step)])
+
+    def _run(self, features: Tensor) -> Tensor:
         hidden = features.transpose(1, 2)
         for conv in self.conv_layers:
             hidden = nn.functional.glu(conv(hidden), dim=1)
