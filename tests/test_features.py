@@ -160,8 +160,31 @@ def test_block_size_does_not_change_features(monkeypatch):
 
     waveforms = torch.from_numpy(np.stack([CLIPS[0], np.resize(CLIPS[1], 16000)]))
     whole = kaldi_fbank(waveforms)
-    monkeypatch.setattr(features, "_BLOCK_FRAMES", 14)  # 7 frames per block: 14 blocks, the last one partial
+    monkeypatch.setattr(features, "_BLOCK_FRAMES", 12)  # 98 frames per clip: 9 blocks, the last one partial
     assert torch.equal(kaldi_fbank(waveforms), whole)
+
+
+def test_thread_count_does_not_change_features():
+    threads = torch.get_num_threads()
+    extractors = (Speech2TextFeatureExtractor(), SeamlessM4TFeatureExtractor(), Wav2Vec2FeatureExtractor())
+    try:
+        torch.set_num_threads(1)
+        alone = [extractor(CLIPS) for extractor in extractors]
+        torch.set_num_threads(3)
+        for extractor, expected in zip(extractors, alone, strict=True):
+            out = extractor(CLIPS)
+            assert all(torch.equal(out[key], expected[key]) for key in expected)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_dither_follows_torch_seed():
+    extractor = Speech2TextFeatureExtractor(dither=1.0)
+    torch.manual_seed(0)
+    first = extractor(CLIPS)["input_features"]
+    torch.manual_seed(0)
+    assert torch.equal(extractor(CLIPS)["input_features"], first)
+    assert not torch.equal(extractor(CLIPS)["input_features"], first)
 
 
 def test_torch_and_numpy_inputs_agree():
