@@ -156,11 +156,11 @@ def test_padding_does_not_change_valid_frames():
 
 
 def test_block_size_does_not_change_features(monkeypatch):
-    import speechseq.audio.features as features
+    import speechseq.audio.fbank as fbank
 
     waveforms = torch.from_numpy(np.stack([CLIPS[0], np.resize(CLIPS[1], 16000)]))
     whole = kaldi_fbank(waveforms)
-    monkeypatch.setattr(features, "_BLOCK_FRAMES", 12)  # 98 frames per clip: 9 blocks, the last one partial
+    monkeypatch.setattr(fbank, "_BLOCK_FRAMES", 12)  # 98 frames per clip: 9 blocks, the last one partial
     assert torch.equal(kaldi_fbank(waveforms), whole)
 
 
