@@ -15,7 +15,7 @@ def test_feedforward_slices_match_one_pass(monkeypatch):
     block = FeedForward(8, 32).eval()
     hidden = torch.randn(3, 7, 8)  # 21 rows: slices of 4 rows leave a remainder of 1
     whole = block(hidden)
-    monkeypatch.setattr(feedforward, "_CHUNK_ELEMENTS", 4 * 32)
+    monkeypatch.setattr(feedforward, "_SLICE_ELEMENTS", 4 * 32)
     sliced = block(hidden)
     assert sliced.shape == whole.shape and torch.allclose(sliced, whole, atol=1e-6)
     hidden.requires_grad_(True)

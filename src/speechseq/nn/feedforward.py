@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from .activations import get_activation
 from .linear import Linear
 
-_CHUNK_ELEMENTS = 2**20  # inner activations per slice: 4 MB of float32
+_SLICE_ELEMENTS = 2**20  # inner activations per slice: 4 MB of float32
 
 
 class FeedForward(nn.Module):
@@ -24,13 +24,13 @@ class FeedForward(nn.Module):
         self.fc2 = Linear(ffn_dim, d_model, bias=bias)
 
     def forward(self, hidden: Tensor) -> Tensor:
-        rows = hidden.numel() // hidden.shape[-1]
-        if rows * self.fc1.out_features <= _CHUNK_ELEMENTS:
-            return self._block(hidden)
         # Long inputs (an encoder over a batch of clips) run in slices of rows, so that the inner activations
         # (4x wider than the model) stay small: in cache between the two products, and reused from the heap
         # instead of a fresh tensor of tens of MB (page faults, peak memory) per layer. Rows are independent.
-        step = max(1, _CHUNK_ELEMENTS // self.fc1.out_features)
+        rows = hidden.numel() // hidden.shape[-1]
+        step = max(1, _SLICE_ELEMENTS // self.fc1.out_features)
+        if rows <= step:
+            return self._block(hidden)
         flat = hidden.reshape(rows, hidden.shape[-1])
         return torch.cat([self._block(part) for part in flat.split(step)]).view(*hidden.shape[:-1], -1)
 
