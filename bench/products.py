@@ -1,0 +1,67 @@
+"""Time one weight product for a few row counts, as a decoding step makes them, on three CPU libraries.
+
+A greedy step multiplies 1 row per sequence by every weight matrix, a 5-beam step 5 rows, a batch of 8
+8 rows. This prints microseconds per product (fastest of `--repeats` runs of `--calls` calls) for MKL
+(torch's F.linear, what both speechseq and transformers call), OpenBLAS (numpy's matmul) and oneDNN
+(torch's mkldnn_linear on a prepacked weight), with the weight in cache. README, Performance, quotes it.
+
+    OMP_WAIT_POLICY=PASSIVE python bench/products.py              # 1 thread, a 2048 x 256 weight
+    OMP_WAIT_POLICY=PASSIVE python bench/products.py --threads 2 --shape 10000 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+
+def _best(run: Callable[[], object], calls: int, repeats: int) -> float:
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            run()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=int, nargs=2, default=(2048, 256), metavar=("OUT", "IN"))
+    parser.add_argument("--rows", type=int, nargs="+", default=(1, 2, 5, 8, 40))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    # numpy's OpenBLAS reads its thread count when it loads: set it before numpy (or torch) is imported.
+    os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    out_features, in_features = args.shape
+    weight = torch.randn(out_features, in_features)
+    packed, transposed = weight.to_mkldnn(), weight.t().contiguous().numpy()
+    print(f"{out_features} x {in_features} weight, {args.threads} thread(s); microseconds per product")
+    print(f"{'rows':>5} {'MKL':>9} {'OpenBLAS':>9} {'oneDNN':>9}")
+    with torch.inference_mode():
+        for rows in args.rows:
+            x = torch.randn(rows, in_features)
+            numpy_x = x.numpy()
+            times = [
+                _best(lambda x=x: F.linear(x, weight), args.calls, args.repeats),
+                _best(lambda x=numpy_x: x @ transposed, args.calls, args.repeats),
+                _best(
+                    lambda x=x: torch._C._nn.mkldnn_linear(x.to_mkldnn(), packed, None).to_dense(),
+                    args.calls,
+                    args.repeats,
+                ),
+            ]
+            print(f"{rows:>5} " + " ".join(f"{t * 1e6:9.1f}" for t in times))
+
+
+if __name__ == "__main__":
+    main()
