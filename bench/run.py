@@ -96,6 +96,12 @@ def report(args: argparse.Namespace, folder: Path, results: dict) -> None:
             )
     if args.int8:
         _report_int8(results)
+    greedy = np.array(results["speechseq", "greedy"]["ids"]["8"])[:, 1:]
+    distinct = sorted(len(set(row)) for row in greedy.tolist())
+    print(
+        f"\ngreedy, batch 8: {len({tuple(row) for row in greedy.tolist()})} different sequences of 8, "
+        f"{distinct[0]}-{distinct[-1]} different tokens in each (a check that the ids compared are not trivial)"
+    )
     features = np.load(folder / "features_speechseq.npy"), np.load(folder / "features_transformers.npy")
     print(f"\nfeatures: max |speechseq - transformers| = {np.abs(features[0] - features[1]).max():.1e}")
     print(f"\npeak RSS per process, MB (target: speechseq <= {RSS_TARGET} x transformers):")
