@@ -96,10 +96,10 @@ def report(args: argparse.Namespace, folder: Path, results: dict) -> None:
             )
     if args.int8:
         _report_int8(results)
-    greedy = np.array(results["speechseq", "greedy"]["ids"]["8"])[:, 1:]
-    distinct = sorted(len(set(row)) for row in greedy.tolist())
+    rows = [tuple(row[1:]) for row in results["speechseq", "greedy"]["ids"]["8"]]  # without the start token
+    distinct = sorted(len(set(row)) for row in rows)
     print(
-        f"\ngreedy, batch 8: {len({tuple(row) for row in greedy.tolist()})} different sequences of 8, "
+        f"\ngreedy, batch 8: {len(set(rows))} different sequences of 8, "
         f"{distinct[0]}-{distinct[-1]} different tokens in each (a check that the ids compared are not trivial)"
     )
     features = np.load(folder / "features_speechseq.npy"), np.load(folder / "features_transformers.npy")
