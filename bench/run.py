@@ -8,6 +8,7 @@ and whether both generated the same ids.
     python bench/run.py                 # the README table (3 rounds x 3 repeats, about 15 minutes)
     python bench/run.py --quick         # 1 round, 2 repeats, 20 tokens: a smoke run
     python bench/run.py --int8          # add speechseq with dtype="int8" (dynamic quantization)
+    python bench/run.py --device cuda   # models on a GPU (features stay on the CPU); the targets are CPU ones
 """
 
 from __future__ import annotations
@@ -63,11 +64,14 @@ def measure(args: argparse.Namespace, folder: Path) -> dict:
                 if dtype == "int8" and group == "features":
                     continue
                 extra = ["--group", group, "--dtype", dtype]
+                if group != "features":
+                    extra += ["--device", args.device]
                 new = _worker(side, str(folder), *extra, *common, threads=args.threads)
                 key = (side if dtype == "float32" else "int8", group)
                 results[key] = _merge(results.get(key), new)
                 print(f"  round {round_ + 1}: {key[0]:<12} {group:<8} done", file=sys.stderr, flush=True)
-    results["bandwidth"] = _worker("bandwidth", "--repeats", str(args.repeats), threads=args.threads)
+    if args.device == "cpu":
+        results["bandwidth"] = _worker("bandwidth", "--repeats", str(args.repeats), threads=args.threads)
     return results
 
 
@@ -79,8 +83,8 @@ def _row(label: str, theirs: float, ours: float, target: int | None, note: str) 
 
 def report(args: argparse.Namespace, folder: Path, results: dict) -> None:
     print(
-        f"\n{_machine()}; {args.rounds} rounds x {args.repeats} runs (fastest), {args.threads} threads, "
-        f"OMP_WAIT_POLICY=PASSIVE, {args.tokens} new tokens forced\n"
+        f"\n{_machine(args.device)}; {args.rounds} rounds x {args.repeats} runs (fastest), {args.threads} "
+        f"threads, OMP_WAIT_POLICY=PASSIVE, {args.tokens} new tokens forced\n"
     )
     print("| work               | transformers ms | speechseq ms | ratio | target | ids |")
     print("|--------------------|----------:|----------:|-------:|----------------|-----|")
@@ -91,9 +95,8 @@ def report(args: argparse.Namespace, folder: Path, results: dict) -> None:
             if group in ("greedy", "beam"):
                 note = "identical" if ours["ids"][batch] == theirs["ids"][batch] else "DIFFERENT"
             label = LABELS[group].format(batch) + ("s" if group == "features" and batch == "8" else "")
-            print(
-                _row(label, theirs["times"][batch], ours["times"][batch], TARGETS.get((group, batch)), note)
-            )
+            target = TARGETS.get((group, batch)) if args.device == "cpu" or group == "features" else None
+            print(_row(label, theirs["times"][batch], ours["times"][batch], target, note))
     if args.int8:
         _report_int8(results)
     rows = [tuple(row[1:]) for row in results["speechseq", "greedy"]["ids"]["8"]]  # without the start token
@@ -104,6 +107,9 @@ def report(args: argparse.Namespace, folder: Path, results: dict) -> None:
     )
     features = np.load(folder / "features_speechseq.npy"), np.load(folder / "features_transformers.npy")
     print(f"\nfeatures: max |speechseq - transformers| = {np.abs(features[0] - features[1]).max():.1e}")
+    if args.device != "cpu":
+        _report_gpu_memory(results)
+        return
     print(f"\npeak RSS per process, MB (target: speechseq <= {RSS_TARGET} x transformers):")
     for group in GROUPS[1:]:
         theirs, ours = (
@@ -113,6 +119,13 @@ def report(args: argparse.Namespace, folder: Path, results: dict) -> None:
         int8 = f", int8 {results['int8', group]['peak_rss_mb']:.0f}" if args.int8 else ""
         print(f"  {group:<8} transformers {theirs:4.0f}, speechseq {ours:4.0f} ({ours / theirs:.2f}x){int8}")
     _report_bound(args, results)
+
+
+def _report_gpu_memory(results: dict) -> None:
+    print("\npeak GPU memory allocated per process, MB:")
+    for group in GROUPS[1:]:
+        theirs, ours = (results[side, group]["peak_gpu_mb"] for side in ("transformers", "speechseq"))
+        print(f"  {group:<8} transformers {theirs:6.0f}, speechseq {ours:6.0f} ({ours / theirs:.2f}x)")
 
 
 def _report_int8(results: dict) -> None:
@@ -164,10 +177,13 @@ def _decoder_bytes_per_token() -> int:
     return 4 * (layers * per_layer + vocab * d)
 
 
-def _machine() -> str:
+def _machine(device: str) -> str:
     import torch
     import transformers
 
+    if device != "cpu":
+        gpu = torch.cuda.get_device_name(torch.device(device))
+        return f"{gpu}, torch {torch.__version__}, transformers {transformers.__version__}"
     cpu = platform.processor() or platform.machine()
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
         if line.startswith("model name"):
@@ -184,7 +200,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--int8", action="store_true", help="also time speechseq with dtype='int8'")
     parser.add_argument("--quick", action="store_true", help="1 round, 2 repeats, 20 tokens")
+    parser.add_argument("--device", default="cpu", help="where the models run (cpu, cuda); features: CPU")
     args = parser.parse_args()
+    if args.int8 and args.device != "cpu":
+        parser.error("--int8 (dynamic quantization) runs on the CPU only")
     if args.quick:
         args.rounds, args.repeats, args.tokens = 1, 2, 20
     with tempfile.TemporaryDirectory(prefix="speechseq-bench-") as folder:

@@ -4,7 +4,7 @@ Run by bench/run.py, once per side and group, so that each side's imports, alloc
 own. Both sides load the same checkpoint folder and the same inputs, which `prepare` writes once.
 
     python bench/worker.py prepare FOLDER
-    python bench/worker.py speechseq FOLDER --group greedy --repeats 5
+    python bench/worker.py speechseq FOLDER --group greedy --repeats 5 [--device cuda]
 """
 
 from __future__ import annotations
@@ -66,16 +66,16 @@ def prepare(folder: Path) -> None:
     print(json.dumps({"parameters": params}))
 
 
-def _load(side: str, folder: Path, dtype: str):
+def _load(side: str, folder: Path, dtype: str, device: str):
     if side == "speechseq":
         import speechseq
 
-        return speechseq.load_model(folder, dtype=dtype)
+        return speechseq.load_model(folder, dtype=dtype, device=device)
     from transformers import Speech2TextForConditionalGeneration
 
     if dtype != "float32":
         raise SystemExit("the transformers side runs in float32 only")
-    return Speech2TextForConditionalGeneration.from_pretrained(folder).eval()
+    return Speech2TextForConditionalGeneration.from_pretrained(folder).eval().to(device)
 
 
 def _extractor(side: str):
@@ -91,19 +91,24 @@ def _extractor(side: str):
     )
 
 
-def _time(run: Callable[[], object], repeats: int) -> tuple[float, object]:
+def _time(run: Callable[[], object], repeats: int, device: str = "cpu") -> tuple[float, object]:
     """Run once to warm up, then `repeats` times; return the fastest wall time and the last result."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     result = run()
     best = float("inf")
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         result = run()
+        sync()
         best = min(best, time.perf_counter() - start)
     return best, result
 
 
-def run_group(side: str, group: str, folder: Path, repeats: int, tokens: int, dtype: str) -> dict:
-    """Time one group for batches 1 and 8: features, encoder, greedy or beam (5 beams)."""
+def run_group(
+    side: str, group: str, folder: Path, repeats: int, tokens: int, dtype: str, device: str = "cpu"
+) -> dict:
+    """Time one group for batches 1 and 8: features (on the CPU), encoder, greedy or beam (5 beams)."""
     out: dict = {"times": {}, "ids": {}}
     if group == "features":
         extract, clips = _extractor(side), make_waveforms()
@@ -111,18 +116,20 @@ def run_group(side: str, group: str, folder: Path, repeats: int, tokens: int, dt
             out["times"][count], features = _time(lambda n=count: extract(clips[:n]), repeats)
         np.save(folder / f"features_{side}.npy", features.numpy())
         return out
-    model = _load(side, folder, dtype)
+    model = _load(side, folder, dtype, device)
     inputs = torch.load(folder / "inputs.pt")
     for batch in BATCHES:
-        features, mask = inputs["features"][:batch], inputs["mask"][:batch]
+        features, mask = inputs["features"][:batch].to(device), inputs["mask"][:batch].to(device)
         with torch.inference_mode():
             if group == "encoder":
                 encode = model.encode if side == "speechseq" else model.model.encoder
-                out["times"][batch], _ = _time(lambda f=features, m=mask, e=encode: e(f, m), repeats)
+                out["times"][batch], _ = _time(lambda f=features, m=mask, e=encode: e(f, m), repeats, device)
                 continue
             beams = 5 if group == "beam" else 1
             options = dict(num_beams=beams, max_new_tokens=tokens, min_new_tokens=tokens, attention_mask=mask)
-            out["times"][batch], ids = _time(lambda f=features, o=options: model.generate(f, **o), repeats)
+            out["times"][batch], ids = _time(
+                lambda f=features, o=options: model.generate(f, **o), repeats, device
+            )
             out["ids"][batch] = ids.tolist()
     return out
 
@@ -146,6 +153,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=100, help="new tokens per sequence, forced")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "int8"])
+    parser.add_argument(
+        "--device", default="cpu", help="where the model runs; features are always on the CPU"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.side == "prepare":
@@ -153,8 +163,12 @@ def main() -> None:
     if args.side == "bandwidth":
         result = measure_bandwidth(args.repeats)
     else:
-        result = run_group(args.side, args.group, args.folder, args.repeats, args.tokens, args.dtype)
+        result = run_group(
+            args.side, args.group, args.folder, args.repeats, args.tokens, args.dtype, args.device
+        )
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.device.startswith("cuda"):
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps(result))
 
 
