@@ -27,7 +27,8 @@ def test_linear_layout_changes_nothing_but_strides():
 def test_cache_reorder_selects_rows_across_growth():
     cache = KVCache(num_layers=2, batch_size=3, num_heads=2, head_dim=4, max_length=2, like=torch.zeros(0))
     history = []
-    # All rows moved, none moved, a swap with a row kept, and one row copied over another.
+    # All rows moved, none moved, a swap with a row kept (these two gather into the second buffer), and one
+    # row copied over another (in place).
     indexes = [[2, 0, 0], [0, 1, 2], [1, 0, 2], [0, 1, 1], [2, 0, 0]]
     for step in range(5):  # capacity 2: grows on the way
         keys = torch.full((3, 2, 1, 4), float(step)) + torch.arange(3.0)[:, None, None, None] * 10

@@ -10,27 +10,29 @@ class KVCache:
     """Self-attention keys and values of every decoder layer, preallocated for max_length steps.
 
     Layers write their new keys/values at `length` with `update`; the search calls `advance` once the step
-    has run through every layer, and `reorder` after a beam step. A reorder copies only the rows that take
-    another row's history: most beam steps keep most beams in place, and copying the whole cache on every
-    step would cost as much as the attention that reads it.
+    has run through every layer, and `reorder` after a beam step. A reorder touches only the used positions,
+    and copies either the rows that take another row's history or, when most rows do, every row into a
+    second buffer: whichever moves fewer bytes.
     """
 
     def __init__(
         self, num_layers: int, batch_size: int, num_heads: int, head_dim: int, max_length: int, like: Tensor
     ):
-        shape = (num_layers, batch_size, num_heads, max_length, head_dim)
-        # Only positions below `length` are ever read, so the buffers need no initial values.
-        keys = torch.empty(shape, dtype=like.dtype, device=like.device)
-        self._use(keys, torch.empty_like(keys))
+        shape = (2, num_layers, batch_size, num_heads, max_length, head_dim)
+        # Only positions below `length` are ever read, so the buffer needs no initial values.
+        self._use(torch.empty(shape, dtype=like.dtype, device=like.device))
+        self._spare: Tensor | None = None  # the second buffer of a full reorder, made on first need
         self.length = 0
 
-    def _use(self, keys: Tensor, values: Tensor) -> None:
-        self.keys, self.values = keys, values
-        self._layers = list(zip(keys.unbind(0), values.unbind(0), strict=True))  # per-layer views
+    def _use(self, both: Tensor) -> None:
+        # Keys and values in one buffer, so that a beam step moves rows of both with one copy.
+        self._both = both
+        self.keys, self.values = both.unbind(0)
+        self._layers = list(zip(self.keys.unbind(0), self.values.unbind(0), strict=True))  # per-layer views
 
     @property
     def capacity(self) -> int:
-        return self.keys.shape[3]
+        return self._both.shape[4]
 
     def update(self, layer: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """Store keys/values (B, H, t, Dh) after the cached ones; return all of them for this layer."""
@@ -50,15 +52,24 @@ class KVCache:
         moved = (index != torch.arange(index.numel(), device=index.device)).nonzero().squeeze(1)
         if moved.numel() == 0:
             return
-        sources = index[moved]
-        for part in (self.keys, self.values):
-            used = part.narrow(3, 0, self.length)
-            # index_select copies the source rows out first, so rows that are both read and written are safe.
-            used.index_copy_(1, moved, used.index_select(1, sources))
+        used = self._both.narrow(4, 0, self.length)
+        if 2 * moved.numel() <= index.numel():
+            # In place: the moved rows are read into a temporary and written back (4 row copies per row).
+            # Indexing copies them out first, so rows that are both read and written are safe; index_select
+            # would first copy the whole strided cache into a contiguous tensor.
+            used[:, :, moved] = used[:, :, index[moved]]
+            return
+        # Most rows move: gather every row into the second buffer (2 row copies per row) and swap.
+        if self._spare is None:
+            self._spare = torch.empty_like(self._both)
+        torch.index_select(used, 2, index, out=self._spare.narrow(4, 0, self.length))
+        spare = self._both
+        self._use(self._spare)
+        self._spare = spare
 
     def _grow(self, needed: int) -> None:
         extra = max(needed, 2 * self.capacity) - self.capacity
-        pad = list(self.keys.shape)
-        pad[3] = extra
-        grown = [torch.cat([part, part.new_empty(pad)], dim=3) for part in (self.keys, self.values)]
-        self._use(*grown)
+        pad = list(self._both.shape)
+        pad[4] = extra
+        self._use(torch.cat([self._both, self._both.new_empty(pad)], dim=4))
+        self._spare = None
