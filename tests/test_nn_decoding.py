@@ -1,14 +1,10 @@
-"""Decoding building blocks: column-major Linear and its packed few-row product, KVCache reorder, cross-attention
-memory shared by beams."""
+"""Decoding building blocks: column-major Linear, KVCache reorder, cross-attention memory shared by beams."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
-import speechseq
-from speechseq.nn import linear
 from speechseq.nn.attention import MultiHeadAttention
 from speechseq.nn.cache import KVCache
 from speechseq.nn.linear import Linear
@@ -26,41 +22,6 @@ def test_linear_layout_changes_nothing_but_strides():
     new = {name: torch.randn_like(value) for name, value in wide.state_dict().items()}
     wide.load_state_dict(new)
     assert wide.weight.stride() == (1, 24) and torch.equal(wide.weight, new["weight"])
-
-
-@pytest.mark.skipif(not linear._ONEDNN, reason="this torch build has no oneDNN")
-def test_few_row_products_use_a_packed_weight_that_follows_the_weight():
-    torch.manual_seed(0)
-    layer = Linear(256, 2048).eval()  # 2**19 weights: large enough to be packed
-    reference = nn.Linear(256, 2048)
-    reference.load_state_dict(layer.state_dict())
-    rows = torch.randn(5, 1, 256)
-    with torch.no_grad():
-        assert torch.allclose(layer(rows), reference(rows), rtol=1e-5, atol=1e-5)
-        assert layer._packed is not None
-        layer.weight.mul_(-2.0)  # an in-place change makes a new packed copy
-        reference.weight.mul_(-2.0)
-        assert torch.allclose(layer(rows), reference(rows), rtol=1e-5, atol=1e-5)
-        one = layer(rows[:1])  # one row: the plain product
-        assert torch.equal(one, torch.nn.functional.linear(rows[:1], layer.weight, layer.bias))
-    out = layer(rows)  # with gradients: the plain product, which autograd can follow
-    out.sum().backward()
-    assert layer.weight.grad is not None
-
-
-def test_packed_products_keep_generation_identical(tmp_path):
-    pytest.importorskip("transformers")
-    from hf_models import make_s2t, random_features
-
-    # A decoder FFN of 64 x 8192 (2**19 weights) runs packed for the 12 rows of 3 clips x 4 beams.
-    hf = make_s2t(tmp_path, sharpen=3.0, d_model=64, decoder_ffn_dim=8192, decoder_layers=1)
-    ours = speechseq.load_model(tmp_path)
-    features, mask = random_features([150, 111, 67])
-    for beams in (1, 4):
-        options = dict(attention_mask=mask, num_beams=beams, max_new_tokens=15)
-        want = hf.generate(features, **options)
-        assert ours.generate(features, **options).tolist() == want.tolist()
-    assert ours.decoder.layers[0].ffn.fc1._packed is not None
 
 
 def test_cache_reorder_selects_rows_across_growth():
