@@ -1,9 +1,10 @@
-"""Time one weight product for a few row counts, as a decoding step makes them, on three CPU libraries.
+"""Time one weight product for a few row counts, as a decoding step makes them, on several CPU libraries.
 
 A greedy step multiplies 1 row per sequence by every weight matrix, a 5-beam step 5 rows, a batch of 8
 8 rows. This prints microseconds per product (fastest of `--repeats` runs of `--calls` calls) for MKL
-(torch's F.linear, what both speechseq and transformers call), OpenBLAS (numpy's matmul) and oneDNN
-(torch's mkldnn_linear on a prepacked weight), with the weight in cache. README, Performance, quotes it.
+(torch's F.linear, what transformers calls), OpenBLAS (numpy's matmul), oneDNN through mkldnn_linear (an
+mkldnn-layout weight, dense in and out) and oneDNN on a weight packed for few rows (`_linear_pointwise`,
+tried for speechseq's few-row products and not kept, README), with the weight in cache. README quotes it.
 
     OMP_WAIT_POLICY=PASSIVE python bench/products.py              # 1 thread, a 2048 x 256 weight
     OMP_WAIT_POLICY=PASSIVE python bench/products.py --threads 2 --shape 10000 256
@@ -45,8 +46,9 @@ def main() -> None:
     out_features, in_features = args.shape
     weight = torch.randn(out_features, in_features)
     packed, transposed = weight.to_mkldnn(), weight.t().contiguous().numpy()
+    few_rows = torch.ops.mkldnn._reorder_linear_weight(weight, 8)
     print(f"{out_features} x {in_features} weight, {args.threads} thread(s); microseconds per product")
-    print(f"{'rows':>5} {'MKL':>9} {'OpenBLAS':>9} {'oneDNN':>9}")
+    print(f"{'rows':>5} {'MKL':>9} {'OpenBLAS':>9} {'oneDNN':>9} {'packed':>9}")
     with torch.inference_mode():
         for rows in args.rows:
             x = torch.randn(rows, in_features)
@@ -56,6 +58,11 @@ def main() -> None:
                 _best(lambda x=numpy_x: x @ transposed, args.calls, args.repeats),
                 _best(
                     lambda x=x: torch._C._nn.mkldnn_linear(x.to_mkldnn(), packed, None).to_dense(),
+                    args.calls,
+                    args.repeats,
+                ),
+                _best(
+                    lambda x=x: torch.ops.mkldnn._linear_pointwise(x, few_rows, None, "none", [], ""),
                     args.calls,
                     args.repeats,
                 ),
