@@ -45,11 +45,12 @@ def _worker(*args: str, threads: int) -> dict:
 
 
 def _merge(old: dict | None, new: dict) -> dict:
-    """Keep the fastest time and the highest peak RSS over rounds."""
+    """Keep the fastest time and the highest peak memory (RSS, and GPU where measured) over rounds."""
     if old is None:
         return new
     times = {batch: min(old["times"][batch], new["times"][batch]) for batch in new["times"]}
-    return {**new, "times": times, "peak_rss_mb": max(old["peak_rss_mb"], new["peak_rss_mb"])}
+    peaks = {key: max(old[key], new[key]) for key in ("peak_rss_mb", "peak_gpu_mb") if key in new}
+    return {**new, "times": times, **peaks}
 
 
 def measure(args: argparse.Namespace, folder: Path) -> dict:

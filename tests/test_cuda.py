@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hf_decoders import audio, make_sed
+from hf_decoders import audio, make_sed, relative_error
 from hf_models import make_s2t, random_features
 from hf_wav2vec2 import make_model as make_wav2vec2
 from hf_wav2vec2 import random_batch
@@ -33,11 +33,6 @@ def exact_float32():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-def relative_error(expected: torch.Tensor, actual: torch.Tensor) -> float:
-    expected, actual = expected.float(), actual.float()
-    return float((expected - actual).abs().max() / expected.abs().max())
 
 
 def _s2t(folder, dtype=torch.float32):
@@ -88,7 +83,7 @@ def test_speech2text_half_precision_on_gpu(tmp_path, dtype):
         actual = ours(input_features=features, attention_mask=mask, decoder_input_ids=start).logits
     assert actual.dtype == dtype and torch.isfinite(actual).all()
     # Our rounding error is of the size of transformers' own.
-    assert relative_error(reference, actual) <= 2 * relative_error(reference, expected) + 1e-3
+    assert relative_error(reference, actual.float()) <= 2 * relative_error(reference, expected.float()) + 1e-3
     eos = hf.config.eos_token_id
     want = hf.generate(features, attention_mask=mask, max_new_tokens=12, num_beams=1)
     got = ours.generate(features, attention_mask=mask, max_new_tokens=12, num_beams=1)
@@ -147,8 +142,7 @@ def test_wav2vec2_bert_heads_on_gpu(tmp_path, head):
     with torch.no_grad():
         expected = hf(values, attention_mask=mask)
         actual = ours(values, attention_mask=mask)
-    name = "logits"
-    assert relative_error(getattr(expected, name), getattr(actual, name)) < 1e-4
+    assert relative_error(expected.logits, actual.logits) < 1e-4
     if head == "xvector":
         assert relative_error(expected.embeddings, actual.embeddings) < 1e-4
 
