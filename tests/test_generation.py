@@ -54,6 +54,9 @@ CASES = {
         forced_bos_token_id=7,
         forced_eos_token_id=None,
     ),
+    # min_new_tokens, even 0, takes precedence over min_length (eos may come before step 12).
+    "greedy_min_new_tokens_wins": dict(num_beams=1, min_new_tokens=0, min_length=12),
+    "beam3_min_new_tokens_wins": dict(num_beams=3, min_new_tokens=2, min_length=12),
 }
 
 
@@ -137,3 +140,12 @@ def test_unset_length_gives_twenty_new_tokens(tmp_path, inputs):
         actual = ours.generate(features, attention_mask=mask, **options)
         assert actual.tolist() == expected.tolist()
         assert actual.shape[1] == 21
+
+
+@pytest.mark.parametrize("forced", ["forced_bos_token_id", "forced_eos_token_id"])
+def test_forced_token_that_is_suppressed_is_refused(models, inputs, forced):
+    _, ours = models
+    features, mask = inputs[1]
+    # transformers refuses it too: every logit would be -inf at the forced step.
+    with pytest.raises(InputError, match=f"{forced} \\[11\\] is also in suppress_tokens"):
+        ours.generate(features, attention_mask=mask, suppress_tokens=[3, 11], **{forced: 11})

@@ -68,6 +68,8 @@ def resolve_options(defaults: dict, special_tokens: dict, user: dict) -> Generat
         options = replace(options, max_length=options.max_new_tokens + 1)
     elif options.max_length is None:  # transformers 5: with no length configured anywhere, 20 new tokens
         options = replace(options, max_length=_DEFAULT_NEW_TOKENS + 1)
+    if options.min_new_tokens is not None:  # as max_new_tokens: it takes precedence over min_length
+        options = replace(options, min_length=options.min_new_tokens + 1)
     if options.pad_token_id is None and options.eos_ids:
         options = replace(options, pad_token_id=options.eos_ids[0])
     if options.decoder_start_token_id is None:
@@ -102,6 +104,16 @@ def _validate(o: GenerationOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+    suppressed = set(o.suppress_tokens or ())
+    for name in ("forced_bos_token_id", "forced_eos_token_id"):
+        forced = getattr(o, name)
+        forced = {forced} if isinstance(forced, int) else set(forced or ())
+        if forced and forced <= suppressed:
+            # Every logit would be -inf at the forced step: NaN probabilities, no token to take.
+            raise InputError(
+                f"{name} {sorted(forced)} is also in suppress_tokens: a token cannot be both forced and "
+                "suppressed; drop it from one of them"
+            )
     if o.num_beams > 1 and o.do_sample:
         raise InputError(
             "beam sampling (num_beams > 1 with do_sample) is not supported; use one or the other"
