@@ -140,6 +140,14 @@ HEAD_CASES = {
     "xvector": ("xvector", dict(num_labels=6)),
     "xvector_weighted_relative": ("xvector", dict(WEIGHTED, position_embeddings_type="relative")),
     "xvector_adapter": ("xvector", dict(num_labels=3, add_adapter=True)),
+    # Adapters whose convolutions (padding stride // 2) give other lengths than transformers' rule (kernel // 2):
+    # the CTC and x-vector heads count frames by the rule, also without a mask and over the pre-adapter states
+    # of a weighted sum (transformers refuses an adapter under the two classification heads, as speechseq does).
+    "ctc_adapter_kernel1": ("ctc", dict(add_adapter=True, adapter_kernel_size=1)),
+    "xvector_weighted_adapter_stride1": (
+        "xvector",
+        dict(WEIGHTED, add_adapter=True, adapter_stride=1, num_adapter_layers=3),
+    ),
 }
 
 

@@ -26,6 +26,18 @@ class EncoderStates:
     hidden: Tensor  # (B, T, D) final output
     padding_mask: Tensor | None  # (B, T) True = pad, at the rate of `hidden`; None when nothing is padded
     layers: list[Tensor] | None = None  # input of the first layer and every layer's output, for weighted sums
+    # (B,) output frames of each item by transformers' length rule, from its valid input frames (all of them
+    # without a mask). Heads count frames with it as transformers does, also where an adapter's real output
+    # is shorter or longer, and over the pre-adapter states a weighted layer sum reads. None: hidden's length.
+    lengths: Tensor | None = None
+
+
+def rule_lengths(states: EncoderStates, frames: int) -> Tensor:
+    """Frames per item that transformers counts, capped at the `frames` there are."""
+    lengths = (
+        states.lengths if states.lengths is not None else valid_lengths(states.padding_mask, states.hidden)
+    )
+    return lengths.clamp(max=frames)
 
 
 @dataclass
@@ -91,7 +103,8 @@ class CTCHead(nn.Module):
             raise InputError(
                 f"label values must be < vocab_size {self.proj.out_features}, got {int(labels.max())}"
             )
-        lengths = valid_lengths(states.padding_mask, logits)
+        # transformers counts frames by its length rule even without a mask (from every input frame).
+        lengths = rule_lengths(states, logits.shape[1])
         loss = ctc_loss(logits, labels, lengths, self.blank, self.reduction, self.zero_infinity)
         return HeadOutput(logits, loss)
 
@@ -192,8 +205,8 @@ class XVectorHead(nn.Module):
         """Return logits (B, E), embeddings (B, E) and, for speaker ids (B,), the AM-softmax loss."""
         hidden = _select(states, self.layer_sum)
         frames = hidden.shape[1] - sum(d * (k - 1) for k, d in zip(self.kernels, self.dilations, strict=True))
-        lengths = self.pooled_lengths(valid_lengths(states.padding_mask, states.hidden))
-        # A longer count only covers the frames there are; without a mask every frame counts.
+        # Without a mask every frame counts; with one, the rule's count, covering only the frames there are.
+        lengths = self.pooled_lengths(rule_lengths(states, hidden.shape[1]))
         lengths = (
             lengths.clamp(max=frames) if states.padding_mask is not None else torch.full_like(lengths, frames)
         )

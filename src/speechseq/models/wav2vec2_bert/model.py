@@ -79,6 +79,11 @@ class Wav2Vec2BertEncoder(nn.Module):
     ) -> EncoderStates:
         """Encode features (B, T, F); padding_mask (B, T) marks padded frames True (None: no padding)."""
         hidden = self.feature_dropout(self.feature_proj(self.feature_norm(features)))
+        frames = (
+            (~padding_mask).sum(dim=1)
+            if padding_mask is not None
+            else torch.full((features.shape[0],), features.shape[1], device=features.device)
+        )
         hidden, layers = self.conformer(hidden, padding_mask, keep_layers)
         if self.intermediate_ffn is not None:
             hidden = hidden + 0.5 * self.ffn_dropout(self.intermediate_ffn(hidden))
@@ -91,7 +96,7 @@ class Wav2Vec2BertEncoder(nn.Module):
                 # transformers' length rule pads by kernel // 2 but the convs by stride // 2; where that rule
                 # overshoots (e.g. kernel 5, stride 3) the clip simply covers every frame.
                 padding_mask = lengths_to_padding_mask(lengths.clamp(max=hidden.shape[1]), hidden.shape[1])
-        return EncoderStates(hidden, padding_mask, layers)
+        return EncoderStates(hidden, padding_mask, layers, self.output_lengths(frames))
 
 
 @dataclass
