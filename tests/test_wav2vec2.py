@@ -250,3 +250,37 @@ def test_adapter_lengths_follow_stride(tmp_path):
         expected = hf(values, attention_mask=mask).last_hidden_state
         actual = ours(values, attention_mask=mask).last_hidden_state
     assert relative_error(expected, actual) < 1e-4
+
+
+ACTIVATIONS = [
+    "gelu_fast",
+    "quick_gelu",
+    "gelu_python",
+    "gelu_accurate",
+    "gelu_10",
+    "mish",
+    "relu6",
+    "linear",
+]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_transformers_activation_name_matches(tmp_path, activation):
+    # The encoder FFN and the feature encoder's convolutions both take the configured activation.
+    hf = make_model(
+        tmp_path, "group_post_ln", head="base", hidden_act=activation, feat_extract_activation=activation
+    )
+    ours = speechseq.load_model(tmp_path)
+    values, _ = random_batch((1500,))
+    with torch.no_grad():
+        expected = hf(values).last_hidden_state
+        actual = ours(values).last_hidden_state
+    assert relative_error(expected, actual) < 1e-4
+
+
+def test_unknown_activation_is_a_checkpoint_error(tmp_path):
+    make_model(tmp_path, "group_post_ln", head="base")
+    raw = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**raw, "hidden_act": "xielu"}))
+    with pytest.raises(CheckpointError, match="activation function 'xielu'"):
+        speechseq.load_model(tmp_path)
