@@ -113,6 +113,15 @@ def test_ids_tokens_and_text_match_transformers(folders, name):
     want = hf(TEXTS[:3], padding=True, return_tensors="pt")
     assert batch["input_ids"].tolist() == want["input_ids"].tolist()
     assert batch["attention_mask"].tolist() == want["attention_mask"].tolist()
+    # Truncation keeps the post-processor's special tokens; max_length padding leaves longer rows whole.
+    for options in (
+        dict(truncation=True, max_length=4),
+        dict(truncation=True, max_length=1),
+        dict(padding="max_length", max_length=9),
+        dict(padding="max_length", truncation=True, max_length=6),
+    ):
+        want = {key: hf(TEXTS, **options)[key] for key in ("input_ids", "attention_mask")}
+        assert ours(TEXTS, **options) == want, options
 
 
 def test_mbart50_languages(folders):

@@ -107,6 +107,32 @@ def test_s2t_encode_matches_transformers(spm_folders, kind, options):
     assert torch.equal(tensors["input_ids"], torch.tensor(ours_batch["input_ids"]))
 
 
+CALL_OPTIONS = [
+    dict(padding="do_not_pad"),
+    dict(padding="longest"),
+    dict(padding="max_length", max_length=12),  # rows longer than 12 stay as they are
+    dict(truncation=True, max_length=3),
+    dict(truncation=True, max_length=1),  # only room for eos: the text is cut to nothing
+    dict(truncation="longest_first", max_length=5, padding="max_length"),
+    dict(truncation=True, max_length=4, add_special_tokens=False),
+]
+
+
+@pytest.mark.parametrize("options", CALL_OPTIONS, ids=str)
+def test_padding_and_truncation_match_transformers(spm_folders, options):
+    theirs, ours = _pair(spm_folders["multi"], lang_codes="mustc", tgt_lang="de")
+    texts = [*SENTENCES, ""]
+    assert ours(texts, **options) == {k: v for k, v in theirs(texts, **options).items()}
+
+
+def test_bad_padding_options_are_named(spm_folders):
+    _, ours = _pair(spm_folders["mono"])
+    with pytest.raises(InputError, match="padding must be"):
+        ours(SENTENCES, padding="yes")
+    with pytest.raises(InputError, match="needs max_length"):
+        ours(SENTENCES, padding="max_length")
+
+
 def test_s2t_do_lower_case(spm_folders):
     # transformers 5 no longer lower-cases for do_lower_case (4.x did); we do, so compare on lower-cased text.
     theirs, ours = _pair(spm_folders["mono"], do_lower_case=True)

@@ -21,6 +21,7 @@ from torch import Tensor
 from ..errors import AudioError, CheckpointError, InputError
 
 CONFIG_NAME = "preprocessor_config.json"
+PROCESSOR_CONFIG_NAME = "processor_config.json"  # transformers 5 nests the feature extractor here
 # How far an MP3 may fall short of the frame count libsndfile estimates from its header before we call it
 # truncated: without a Xing/LAME header that count is a size/bitrate estimate, exact only to a frame or so.
 _MP3_SLACK_FRAMES = 2304
@@ -334,14 +335,30 @@ class PreprocessorConfig:
 
 
 def read_preprocessor_config(folder: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """Return the path of `folder`'s preprocessor_config.json and its content, a JSON object."""
+    """Return the path of `folder`'s feature extractor config and its content, a JSON object.
+
+    That is preprocessor_config.json or, failing it, the "feature_extractor" object of processor_config.json,
+    where transformers 5 saves a processor's feature extractor.
+    """
     path = Path(folder) / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{path} not found; the checkpoint folder needs a {CONFIG_NAME}")
+    if path.is_file():
+        return path, _json_object(path)
+    processor = Path(folder) / PROCESSOR_CONFIG_NAME
+    if processor.is_file():
+        nested = _json_object(processor).get("feature_extractor")
+        if isinstance(nested, dict):
+            return processor, nested
+    raise CheckpointError(
+        f"{path} not found; the checkpoint folder needs a {CONFIG_NAME} (or a {PROCESSOR_CONFIG_NAME} with "
+        'a "feature_extractor" entry)'
+    )
+
+
+def _json_object(path: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path} is not readable JSON: {error}") from error
     if not isinstance(config, dict):
         raise CheckpointError(f"{path} must hold a JSON object, found {type(config).__name__}")
-    return path, config
+    return config

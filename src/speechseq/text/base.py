@@ -258,15 +258,21 @@ class Tokenizer:
         self,
         text: str | list[str],
         add_special_tokens: bool = True,
-        padding: bool = False,
+        padding: bool | str = False,
+        truncation: bool | str = False,
+        max_length: int | None = None,
         return_tensors: str | None = None,
     ) -> dict[str, Any]:
-        """Encode one text or a batch into `input_ids` and `attention_mask`.
+        """Encode one text or a batch into `input_ids` and `attention_mask`, as transformers' tokenizers do.
 
         Args:
             text: A string, or a list of strings for a batch.
             add_special_tokens: Add the model's special tokens (e.g. eos, language tag).
-            padding: Right-pad a batch to its longest sequence with pad_token_id (mask 0 there).
+            padding: True or "longest" right-pads a batch to its longest sequence, "max_length" to max_length,
+                with pad_token_id (mask 0 there); False or "do_not_pad" leaves lengths as they are.
+            truncation: True, "longest_first" or "only_first" cut each text so that it fits max_length (or
+                model_max_length) with its special tokens; False or "do_not_truncate" keeps it whole.
+            max_length: The length that padding="max_length" and truncation use.
             return_tensors: None for lists, "pt" for torch tensors, "np" for numpy arrays.
 
         Returns:
@@ -275,18 +281,66 @@ class Tokenizer:
         batch = [text] if isinstance(text, str) else text
         if not isinstance(batch, (list, tuple)) or not all(isinstance(t, str) for t in batch):
             raise InputError("text must be a string or a list of strings")
-        ids = [self.encode(t, add_special_tokens) for t in batch]
+        pad_to, limit = self._lengths(padding, truncation, max_length)
+        if limit is None:
+            ids = [self.encode(t, add_special_tokens) for t in batch]
+        else:
+            ids = [self._encode_within(t, add_special_tokens, limit) for t in batch]
         masks = [[1] * len(row) for row in ids]
-        if padding and ids:
-            longest = max(map(len, ids))
-            ids = [row + [self.pad_token_id] * (longest - len(row)) for row in ids]
-            masks = [row + [0] * (longest - len(row)) for row in masks]
+        if pad_to is not None and ids:
+            # To the longest row, or to max_length, where a longer row (not truncated) stays as it is.
+            target = pad_to or max(map(len, ids))
+            if self.pad_token_id is None and any(len(row) < target for row in ids):
+                raise InputError("this tokenizer has no pad token, so it cannot pad; pass padding=False")
+            ids = [row + [self.pad_token_id] * max(0, target - len(row)) for row in ids]
+            masks = [row + [0] * max(0, target - len(row)) for row in masks]
         if isinstance(text, str) and return_tensors is None:
             ids, masks = ids[0], masks[0]
         return {
             "input_ids": _as_tensor(ids, return_tensors),
             "attention_mask": _as_tensor(masks, return_tensors),
         }
+
+    def _lengths(self, padding, truncation, max_length) -> tuple[int | None, int | None]:
+        """Return the length to pad to (0: the longest; None: no padding) and the truncation limit (or None)."""
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)):
+            raise InputError(f"max_length must be an int, got {max_length!r}")
+        if max_length is not None and max_length < 1:
+            raise InputError(f"max_length must be >= 1, got {max_length}")
+        configured = self.model_max_length if self.model_max_length != NO_MAX_LENGTH else None
+        if padding in (True, "longest"):
+            pad_to = 0
+        elif padding in (False, None, "do_not_pad"):
+            pad_to = None
+        elif padding == "max_length":
+            pad_to = max_length if max_length is not None else configured
+            if pad_to is None:
+                raise InputError(
+                    'padding="max_length" needs max_length (the tokenizer sets no model_max_length)'
+                )
+        else:
+            raise InputError(
+                f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}"
+            )
+        if truncation in (True, "longest_first", "only_first"):
+            limit = max_length if max_length is not None else configured
+        elif truncation in (False, None, "do_not_truncate"):
+            limit = None
+        else:
+            raise InputError(
+                f"truncation must be True, False, 'longest_first', 'only_first' or 'do_not_truncate', "
+                f"got {truncation!r}"
+            )
+        return pad_to, limit
+
+    def _encode_within(self, text: str, add_special_tokens: bool, limit: int) -> list[int]:
+        """Encode text cut at its end so that, special tokens included, it holds at most `limit` ids."""
+        ids = self.encode(text, add_special_tokens=False)
+        room = limit - (len(self._build_inputs([])) if add_special_tokens else 0)
+        ids = ids[
+            : max(0, room)
+        ]  # a limit below the special tokens alone still keeps them, as in transformers
+        return self._build_inputs(ids) if add_special_tokens else ids
 
     # ----- decoding -----
     def clean_up_tokenization(self, text: str) -> str:

@@ -143,6 +143,19 @@ class TokenizersTokenizer(Tokenizer):
             raise InputError(f"encode takes a string, got {type(text).__name__}")
         return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
 
+    def _encode_within(self, text: str, add_special_tokens: bool, limit: int) -> list[int]:
+        # As transformers' fast tokenizers: cut the text, then let the post-processor frame what is left.
+        encoding = self.backend.encode(text, add_special_tokens=False)
+        framing = self.backend.post_processor
+        special = (
+            framing.num_special_tokens_to_add(False) if add_special_tokens and framing is not None else 0
+        )
+        if (
+            limit >= special
+        ):  # a limit below the special tokens alone leaves the text whole, as in transformers
+            encoding.truncate(limit - special)
+        return (self.backend.post_process(encoding) if add_special_tokens else encoding).ids
+
     def decode(
         self, ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None
     ) -> str:
