@@ -139,3 +139,23 @@ def test_cli_rejects_generation_options_for_ctc(tmp_path, capsys):
     clip = make_recording(tmp_path / "clip.wav", seconds=0.5)
     assert main(["transcribe", str(clip), "--model", str(folder), "--num-beams", "3"]) == 2
     assert "CTC model" in capsys.readouterr().err
+
+
+def test_processor_saved_by_transformers_5_loads(tmp_path):
+    # transformers 5 saves a processor's feature extractor inside processor_config.json, with no
+    # preprocessor_config.json.
+    from transformers import Wav2Vec2Processor
+
+    folder = make_ctc_checkpoint(tmp_path / "model", with_mask=True)
+    Wav2Vec2Processor.from_pretrained(folder).save_pretrained(tmp_path / "saved")
+    saved = tmp_path / "saved"
+    assert (saved / "processor_config.json").is_file()
+    assert not (saved / "preprocessor_config.json").is_file()
+    processor = speechseq.load_processor(saved)
+    original = speechseq.load_processor(folder)
+    assert processor.feature_extractor == original.feature_extractor
+    audio = speechseq.load_audio(make_recording(tmp_path / "clip.wav", seconds=0.5))
+    assert torch.equal(
+        processor(audio, sampling_rate=16000)["input_values"],
+        original(audio, sampling_rate=16000)["input_values"],
+    )
