@@ -12,6 +12,7 @@ from hf_wav2vec2 import LETTERS, make_ctc_checkpoint, random_batch, write_vocab
 
 import speechseq
 from speechseq.cli import main
+from speechseq.errors import InputError
 from speechseq.generation.ctc import ctc_transcripts, greedy_ctc
 from speechseq.text.ctc_vocab import Wav2Vec2CTCTokenizer
 
@@ -159,3 +160,34 @@ def test_processor_saved_by_transformers_5_loads(tmp_path):
         processor(audio, sampling_rate=16000)["input_values"],
         original(audio, sampling_rate=16000)["input_values"],
     )
+
+
+def test_processor_options_reach_tokenizer_and_extractor(tmp_path):
+    from transformers import Wav2Vec2Processor
+
+    folder = make_ctc_checkpoint(tmp_path / "model", with_mask=True)
+    hf, ours = Wav2Vec2Processor.from_pretrained(folder), speechseq.load_processor(folder)
+    texts = ["A", "HELLO THERE"]
+    for options in (
+        dict(padding=True),
+        dict(padding=True, return_tensors="pt"),
+        dict(truncation=True, max_length=3),
+    ):
+        want = hf(text=texts, **options)
+        got = ours(text=texts, **options)
+        for key in ("input_ids", "attention_mask"):
+            assert (got[key].tolist() if hasattr(got[key], "tolist") else got[key]) == (
+                want[key].tolist() if hasattr(want[key], "tolist") else want[key]
+            )
+    audio = [np.random.default_rng(0).standard_normal(n).astype(np.float32) * 0.1 for n in (1600, 2400)]
+    want = hf(audio=audio, sampling_rate=16000, text=texts, padding=True, return_tensors="pt")
+    got = ours(audio, sampling_rate=16000, text=texts, padding=True, return_tensors="pt")
+    assert torch.equal(got["input_values"], want["input_values"])
+    assert torch.equal(got["labels"], want["labels"])
+    as_numpy = ours(audio, sampling_rate=16000, return_tensors="np")
+    assert isinstance(as_numpy["input_values"], np.ndarray)
+    assert np.array_equal(as_numpy["input_values"], got["input_values"].numpy())
+    with pytest.raises(InputError, match="return_tensors"):
+        ours(audio, sampling_rate=16000, return_tensors="tf")
+    with pytest.raises(InputError, match="only text was given"):
+        ours(text=texts, sampling_rate=16000)

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from .errors import InputError
 
+_TEXT_ONLY = ("add_special_tokens", "truncation", "max_length")  # processor options only the tokenizer takes
+_SHARED = ("padding", "return_tensors")  # processor options both take
+
 
 class Processor:
     """transformers-style processor: `processor(audio, sampling_rate=16000)` -> dict of tensors; decode text."""
@@ -15,14 +18,25 @@ class Processor:
         self.tokenizer = tokenizer
 
     def __call__(self, audio=None, sampling_rate: int | None = None, text=None, **kwargs) -> dict:
-        """Extract features from audio and/or tokenize text (returned as "labels" beside the features)."""
+        """Extract features from audio and/or tokenize text (returned as "labels" beside the features).
+
+        As in transformers, `padding` and `return_tensors` apply to both, `add_special_tokens`, `truncation`
+        and `max_length` to the text, and every other option to the feature extractor.
+        """
         if audio is None and text is None:
             raise InputError("pass audio, text or both to the processor")
+        text_options = {key: kwargs.pop(key) for key in _TEXT_ONLY if key in kwargs}
+        text_options.update({key: kwargs[key] for key in _SHARED if key in kwargs})
         if audio is None:
-            return self.tokenizer(text)
+            unused = sorted(set(kwargs) - set(_SHARED))
+            if unused or sampling_rate is not None:
+                raise InputError(
+                    f"options {unused or ['sampling_rate']} apply to audio, but only text was given"
+                )
+            return self.tokenizer(text, **text_options)
         inputs = self.feature_extractor(audio, sampling_rate=sampling_rate, **kwargs)
         if text is not None:
-            inputs["labels"] = self.tokenizer(text)["input_ids"]
+            inputs["labels"] = self.tokenizer(text, **text_options)["input_ids"]
         return inputs
 
     def decode(self, ids, skip_special_tokens: bool = False, **kwargs) -> str:

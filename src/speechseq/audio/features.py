@@ -96,8 +96,15 @@ def _length_mask(lengths: Tensor, size: int) -> Tensor:
     return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def _outputs(name: str, values: Tensor, mask: Tensor, with_mask: bool) -> dict[str, Tensor]:
-    return {name: values, "attention_mask": mask.to(torch.int32)} if with_mask else {name: values}
+def _outputs(name: str, values: Tensor, mask: Tensor, with_mask: bool, return_tensors: str | None) -> dict:
+    """The extractor's result: torch tensors ("pt", and None, whose lists transformers gives are not kept) or
+    numpy arrays ("np")."""
+    if return_tensors not in ("pt", "np", None):
+        raise InputError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+    outputs = {name: values, "attention_mask": mask.to(torch.int32)} if with_mask else {name: values}
+    if return_tensors == "np":
+        return {key: value.cpu().numpy() for key, value in outputs.items()}
+    return outputs
 
 
 def _wants_padding(padding: bool | str) -> bool:
@@ -191,6 +198,7 @@ class Speech2TextFeatureExtractor(_FbankFeatureExtractor):
         padding: bool | str = True,
         return_attention_mask: bool | None = None,
         device: str | torch.device | None = None,
+        return_tensors: str | None = "pt",
     ) -> dict[str, Tensor]:
         """Turn one waveform or a list of them into normalised log-mel frames.
 
@@ -200,6 +208,7 @@ class Speech2TextFeatureExtractor(_FbankFeatureExtractor):
             padding: True/"longest" pads to the longest clip; False/"do_not_pad" requires equal lengths.
             return_attention_mask: Whether to return the mask; None means yes.
             device: Where to compute and return tensors; default: the first clip's device.
+            return_tensors: "pt" (and None) for torch tensors, "np" for numpy arrays.
 
         Returns:
             "input_features" (B, T, num_mel_bins) float32 with padded frames set to padding_value, and
@@ -210,7 +219,7 @@ class Speech2TextFeatureExtractor(_FbankFeatureExtractor):
         pads = _wants_padding(padding)
         features, lengths = self._features(audio, sampling_rate, pads, device, normalise, self.dither)
         mask = _length_mask(lengths, features.shape[1])
-        return _outputs("input_features", features, mask, return_attention_mask is not False)
+        return _outputs("input_features", features, mask, return_attention_mask is not False, return_tensors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +240,7 @@ class SeamlessM4TFeatureExtractor(_FbankFeatureExtractor):
         padding: bool | str = True,
         return_attention_mask: bool | None = None,
         device: str | torch.device | None = None,
+        return_tensors: str | None = "pt",
         pad_to_multiple_of: int | None = 2,
         do_normalize_per_mel_bins: bool = True,
     ) -> dict[str, Tensor]:
@@ -258,7 +268,7 @@ class SeamlessM4TFeatureExtractor(_FbankFeatureExtractor):
         usable = num_frames - num_frames % self.stride  # a ragged last frame is dropped, as in transformers
         features = features[:, :usable].reshape(batch, usable // self.stride, width * self.stride)
         mask = _length_mask(lengths, usable)[:, (1 if self.stride > 1 else 0) :: self.stride]
-        return _outputs("input_features", features, mask, return_attention_mask is not False)
+        return _outputs("input_features", features, mask, return_attention_mask is not False, return_tensors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,6 +292,7 @@ class Wav2Vec2FeatureExtractor(PreprocessorConfig):
         padding: bool | str = True,
         return_attention_mask: bool | None = None,
         device: str | torch.device | None = None,
+        return_tensors: str | None = "pt",
     ) -> dict[str, Tensor]:
         """Batch one waveform or a list of them into normalised input values.
 
@@ -297,7 +308,9 @@ class Wav2Vec2FeatureExtractor(PreprocessorConfig):
         if self.do_normalize:
             counts = lengths if with_mask else torch.full_like(lengths, values.shape[1])
             values = _normalise_clips(values, counts, _zero_mean_unit_variance, self.padding_value)
-        return _outputs("input_values", values, _length_mask(lengths, values.shape[1]), with_mask)
+        return _outputs(
+            "input_values", values, _length_mask(lengths, values.shape[1]), with_mask, return_tensors
+        )
 
 
 FEATURE_EXTRACTORS: dict[str, type[PreprocessorConfig]] = {
