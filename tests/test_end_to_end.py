@@ -113,6 +113,37 @@ def test_cli_errors_exit_2_with_message(checkpoint, tmp_path, capsys):
     assert "--tgt-lang" in capsys.readouterr().err
 
 
+def test_cli_refuses_before_any_work(checkpoint, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    folder, files = checkpoint
+    run = ["transcribe", str(files[0]), "--model", str(folder)]
+    assert main([*run, "--device", "nonsense"]) == 2
+    assert "--device 'nonsense'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*run, "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+    assert main([*run, "--max-new-tokens", "0"]) == 2
+    assert "--max-new-tokens must be >= 1" in capsys.readouterr().err
+    # Two inputs with one stem would write one transcript: refused before either is written.
+    twin = tmp_path / "other" / files[0].name
+    twin.parent.mkdir()
+    shutil.copy(files[0], twin)
+    out = tmp_path / "out"
+    twins = ["transcribe", str(files[0]), str(twin), "--model", str(folder)]
+    assert main([*twins, "--output-format", "srt", "--output-dir", str(out)]) == 2
+    assert "several inputs would write" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+    # An output folder that is a file: one line, no traceback.
+    (tmp_path / "afile").write_text("mine")
+    assert main([*run, "--output-format", "srt", "--output-dir", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert "afile" in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_cli_help_reads_well():
     result = subprocess.run(
         [sys.executable, "-m", "speechseq.cli", "transcribe", "--help"], capture_output=True, text=True
