@@ -57,6 +57,8 @@ def load_model(name_or_path, device=None, dtype=None) -> nn.Module:
         dtype: "float32" (default), "float16", "bfloat16", a torch dtype, or "int8": float32 with every
             linear layer dynamically quantized to int8 (CPU only; about 4x less weight memory to read).
     """
+    if device is not None:
+        check_device(device)
     folder = resolve_checkpoint(name_or_path)
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -67,6 +69,18 @@ def load_model(name_or_path, device=None, dtype=None) -> nn.Module:
     if dtype == "int8":
         return _quantize(model, device)
     return model.to(device=device, dtype=_dtype(dtype))
+
+
+def check_device(device, name: str = "device") -> None:
+    """Refuse a device torch cannot parse or this machine lacks, with a message naming `name` (an option)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InputError(f"{name} {device!r} is not a device torch knows (cpu, cuda, cuda:1, ...)") from error
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{name} {device}: this torch build or machine has no CUDA GPU")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"{name} {device}: MPS is not available on this machine")
 
 
 def _quantize(model: nn.Module, device) -> nn.Module:

@@ -148,7 +148,9 @@ def _add_classify(commands) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        _check_device(getattr(args, "device", "cpu"))
+        from .api import check_device
+
+        check_device(getattr(args, "device", "cpu"), "--device")  # before any file is read or model loaded
         commands = {"classify": _classify, "eval": _evaluate, "transcribe": _transcribe}
         return commands[args.command](args)
     except SpeechSeqError as error:
@@ -157,30 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly, as Unix tools do
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout so that its flush at exit is silent
         return 141
-    except (
-        OSError,
-        UnicodeDecodeError,
-    ) as error:  # a file or folder the user named cannot be read or written
+    except (OSError, UnicodeDecodeError) as error:
+        # A file or folder the user named cannot be read or written (or is not text where text was due).
         print(f"speechseq: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def _check_device(device: str) -> None:
-    """Refuse a device torch cannot parse or this machine does not have, before any work starts."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as error:
-        raise InputError(
-            f"--device {device!r} is not a device torch knows (cpu, cuda, cuda:1, ...)"
-        ) from error
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: this torch build or machine has no CUDA GPU")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"--device {device}: MPS is not available on this machine")
 
 
 def _transcribe(args) -> int:
@@ -190,18 +174,15 @@ def _transcribe(args) -> int:
     to_stdout = args.output_dir is None and args.output_format in ("txt", "json")
     transcriber = _transcriber(args)
     sources = expand_inputs(args.audio)
-    if not to_stdout:
-        paths = [output_path(s.name, args.output_format, args.output_dir) for s in sources]
-        clashing = sorted({str(p) for p in paths if paths.count(p) > 1})
-        if clashing:
-            raise InputError(
-                f"several inputs would write {clashing[0]} (inputs with the same name stem); "
-                "transcribe them into different --output-dir folders"
-            )
-    if not to_stdout and not args.overwrite:
-        taken = [
-            p for s in sources if (p := output_path(s.name, args.output_format, args.output_dir)).exists()
-        ]
+    paths = [] if to_stdout else [output_path(s.name, args.output_format, args.output_dir) for s in sources]
+    clashing = sorted({str(p) for p in paths if paths.count(p) > 1})
+    if clashing:
+        raise InputError(
+            f"several inputs would write {clashing[0]} (inputs with the same name stem); "
+            "transcribe them into different --output-dir folders"
+        )
+    if not args.overwrite:
+        taken = [p for p in paths if p.exists()]
         if taken:
             raise InputError(f"{taken[0]} already exists (and {len(taken) - 1} more); pass --overwrite")
     failed, rows = 0, []

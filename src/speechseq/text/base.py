@@ -337,9 +337,8 @@ class Tokenizer:
         """Encode text cut at its end so that, special tokens included, it holds at most `limit` ids."""
         ids = self.encode(text, add_special_tokens=False)
         room = limit - (len(self._build_inputs([])) if add_special_tokens else 0)
-        ids = ids[
-            : max(0, room)
-        ]  # a limit below the special tokens alone still keeps them, as in transformers
+        # A limit below the special tokens alone still keeps them, as in transformers.
+        ids = ids[: max(0, room)]
         return self._build_inputs(ids) if add_special_tokens else ids
 
     # ----- decoding -----

@@ -150,9 +150,8 @@ class TokenizersTokenizer(Tokenizer):
         special = (
             framing.num_special_tokens_to_add(False) if add_special_tokens and framing is not None else 0
         )
-        if (
-            limit >= special
-        ):  # a limit below the special tokens alone leaves the text whole, as in transformers
+        # A limit below the special tokens alone leaves the text whole, as in transformers.
+        if limit >= special:
             encoding.truncate(limit - special)
         return (self.backend.post_process(encoding) if add_special_tokens else encoding).ids
 

@@ -89,7 +89,7 @@ class Wav2Vec2BertEncoder(nn.Module):
             hidden = hidden + 0.5 * self.ffn_dropout(self.intermediate_ffn(hidden))
         if self.adapter is not None:
             # The adapter pools padded frames along with valid ones (as transformers); only lengths are tracked.
-            lengths = None if padding_mask is None else (~padding_mask).sum(dim=1)
+            lengths = None if padding_mask is None else frames
             hidden, lengths = self.adapter(hidden, lengths)
             padding_mask = None
             if lengths is not None:
