@@ -154,6 +154,33 @@ def test_bad_files_raise_audio_error_naming_the_path(tmp_path):
         assert str(path) in str(error.value), name
 
 
+def test_streamed_bad_files_raise_audio_error_naming_the_path(tmp_path):
+    # Long inputs are read block by block (audio/stream.py); a truncated file must not become a short transcript.
+    from speechseq.audio.stream import stream_audio
+
+    for name, path in _bad_files(tmp_path):
+        with pytest.raises(AudioError) as error:
+            list(stream_audio(path, 16000))
+        assert str(path) in str(error.value), name
+
+
+def test_nan_samples_are_refused_with_their_time(tmp_path):
+    from speechseq.audio.stream import stream_audio
+
+    samples = _tone(3.0, 16000)
+    samples[40000] = np.nan
+    sf.write(tmp_path / "nan.wav", samples, 16000, subtype="FLOAT")
+    for read in (
+        lambda p: load_audio(p),
+        lambda p: list(stream_audio(p, 16000)),
+        lambda p: load_audio(p, 8000),
+    ):
+        with pytest.raises(
+            AudioError, match=r"nan.wav holds NaN or infinite samples \(the first at 2.500 s\)"
+        ):
+            read(tmp_path / "nan.wav")
+
+
 def test_bad_arguments_raise_input_error(tmp_path):
     sf.write(tmp_path / "a.wav", _tone(0.1, 16000), 16000)
     with pytest.raises(InputError):

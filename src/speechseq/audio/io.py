@@ -57,6 +57,7 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarra
     samples, file_rate = _decode(path)
     if samples.shape[1] == 0:
         raise AudioError(f"{path} contains no audio samples")
+    check_finite_samples(samples.reshape(-1, samples.shape[-1]).T, path, file_rate, 0)
     mono = samples.mean(axis=0) if samples.shape[0] > 1 else samples[0]
     if file_rate == sampling_rate:
         return np.ascontiguousarray(mono, dtype=np.float32)
@@ -64,6 +65,14 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarra
     resampled = soxr.resample(mono, file_rate, sampling_rate, quality="HQ")
     resampled = np.pad(resampled, (0, max(0, num_samples - resampled.shape[0])))[:num_samples]
     return np.ascontiguousarray(resampled, dtype=np.float32)
+
+
+def check_finite_samples(block: np.ndarray, path: Path, rate: int, offset: int) -> None:
+    """Refuse NaN or infinite samples (a float file can hold them) with the time of the first."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        first = int(np.argmin(finite.reshape(finite.shape[0], -1).all(axis=1))) + offset
+        raise AudioError(f"{path} holds NaN or infinite samples (the first at {first / rate:.3f} s)")
 
 
 def _check_path(path: str | os.PathLike) -> Path:

@@ -17,7 +17,7 @@ import soundfile as sf
 import soxr
 
 from ..errors import AudioError
-from .io import _check_path
+from .io import _check_complete, _check_path, check_finite_samples
 
 BLOCK_SECONDS = 1.0  # length of the blocks read from the file
 
@@ -63,14 +63,18 @@ def stream_audio(path: str | os.PathLike, sampling_rate: int) -> Iterator[np.nda
 
 
 def _soundfile_blocks(path: Path, handle: sf.SoundFile) -> Iterator[tuple[np.ndarray, int]]:
-    frames = max(1, int(BLOCK_SECONDS * handle.samplerate))
+    frames, declared, read = max(1, int(BLOCK_SECONDS * handle.samplerate)), handle.frames, 0
     while True:
         try:
             data = handle.read(frames, dtype="float32", always_2d=True)
         except (sf.SoundFileError, RuntimeError, ValueError) as error:
             raise AudioError(f"{path} is corrupt or truncated: {error}") from error
         if data.shape[0] == 0:
+            # The same checks as load_audio: a file that ends before its header says is an error, not a
+            # shorter transcript.
+            _check_complete(path, handle, read, declared)
             return
+        read += data.shape[0]
         yield data.mean(axis=1, dtype=np.float32), handle.samplerate
 
 
@@ -101,9 +105,11 @@ def _resampled(
     blocks: Iterator[tuple[np.ndarray, int]], sampling_rate: int, path: Path
 ) -> Iterator[np.ndarray]:
     """Resample (samples, rate) blocks to `sampling_rate` with one streaming soxr resampler."""
-    resampler, file_rate, empty = None, None, True
+    resampler, file_rate, empty, offset = None, None, True, 0
     for block, rate in blocks:
         empty = False
+        check_finite_samples(block, path, rate, offset)
+        offset += block.shape[0]
         if rate == sampling_rate:
             yield np.ascontiguousarray(block, dtype=np.float32)
             continue
