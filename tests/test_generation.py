@@ -129,6 +129,24 @@ def test_bad_options(models, inputs):
         ours.generate(features, num_beams=2, num_return_sequences=3)
     with pytest.raises(InputError, match="bad_words_ids"):
         ours.generate(features, bad_words_ids=[[100000]])
+    vocab = ours.lm_head.out_features
+    refused = {
+        "num_beams must be an integer": dict(num_beams=2.5),
+        "max_new_tokens must be an integer": dict(max_new_tokens="10"),
+        f"decoder_start_token_id {vocab} is not a token id": dict(decoder_start_token_id=vocab),
+        "forced_bos_token_id -5 is not a token id": dict(forced_bos_token_id=-5),
+        f"suppress_tokens {vocab + 3} is not a token id": dict(suppress_tokens=[1, vocab + 3]),
+        "suppress_tokens must be token ids": dict(suppress_tokens="abc"),
+        f"eos_token_id {vocab} is not a token id": dict(eos_token_id=[2, vocab]),
+    }
+    for message, options in refused.items():
+        with pytest.raises(InputError, match=message):
+            ours.generate(features, **options)
+    labels = torch.tensor([[5, 7, vocab]])
+    with pytest.raises(InputError, match=f"labels hold id {vocab}, but the decoder vocabulary has {vocab}"):
+        ours(features[:1], labels=labels)
+    with pytest.raises(InputError, match="decoder_input_ids hold id -1"):
+        ours(features[:1], decoder_input_ids=torch.tensor([[2, -1]]))
 
 
 def test_unset_length_gives_twenty_new_tokens(tmp_path, inputs):
@@ -149,3 +167,15 @@ def test_forced_token_that_is_suppressed_is_refused(models, inputs, forced):
     # transformers refuses it too: every logit would be -inf at the forced step.
     with pytest.raises(InputError, match=f"{forced} \\[11\\] is also in suppress_tokens"):
         ours.generate(features, attention_mask=mask, suppress_tokens=[3, 11], **{forced: 11})
+
+
+def test_non_finite_weights_are_an_error_not_empty_text(tmp_path, inputs):
+    from speechseq.errors import NumericalError
+
+    make_s2t(tmp_path)
+    model = speechseq.load_model(tmp_path)
+    features, mask = inputs[1]
+    with torch.no_grad():
+        model.encoder.stack.layers[0].ffn.fc1.weight[0, 0] = float("nan")
+    with pytest.raises(NumericalError, match="encoder output holds NaN"):
+        model.generate(features, attention_mask=mask)

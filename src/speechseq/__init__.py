@@ -1,7 +1,7 @@
 """speechseq: speech recognition and translation with encoder-decoder speech models."""
 
 from .api import load_feature_extractor, load_model, load_processor, load_tokenizer
-from .errors import AudioError, CheckpointError, InputError, SpeechSeqError, TokenizerError
+from .errors import AudioError, CheckpointError, InputError, NumericalError, SpeechSeqError, TokenizerError
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,7 @@ __all__ = [
     "AudioError",
     "CheckpointError",
     "InputError",
+    "NumericalError",
     "SpeechEncoderDecoder",
     "Segment",
     "SpeechSeqError",

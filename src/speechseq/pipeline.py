@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import AudioError, InputError
+from .errors import AudioError, InputError, check_finite
 from .generation.ctc import ctc_transcripts, greedy_ctc
 from .segments import Region, VadOptions, fixed_regions, speech_regions, strided_chunks
 
@@ -277,6 +277,11 @@ class Transcriber:
             batch = order[start : start + self.batch_size]
             features, mask = self._features([chunk[2] for chunk in batch])
             output = self.model(features, attention_mask=mask)
+            padded = None
+            if output.lengths is not None:
+                positions = torch.arange(output.logits.shape[1], device=output.logits.device)
+                padded = positions[None, :] >= output.lengths[:, None]
+            check_finite(output.logits, "the CTC model's output", padded)
             for chunk, labels in zip(batch, greedy_ctc(output.logits, output.lengths), strict=True):
                 frames[chunk[0], chunk[1]] = _drop_context(labels, *chunk[2:], ratio)
         return {index: self._ctc_text(region, frames, index) for index, region in regions}

@@ -64,6 +64,7 @@ def resolve_options(defaults: dict, special_tokens: dict, user: dict) -> Generat
     merged.update({k: v for k, v in defaults.items() if k in NAMES and v is not None})
     merged.update({k: v for k, v in user.items() if k in NAMES})
     options = GenerationOptions(**merged)
+    _check_types(options)
     if options.max_new_tokens is not None:
         options = replace(options, max_length=options.max_new_tokens + 1)
     elif options.max_length is None:  # transformers 5: with no length configured anywhere, 20 new tokens
@@ -76,6 +77,54 @@ def resolve_options(defaults: dict, special_tokens: dict, user: dict) -> Generat
         options = replace(options, decoder_start_token_id=options.bos_token_id)
     _validate(options)
     return options
+
+
+_COUNTS = (
+    "max_length",
+    "max_new_tokens",
+    "min_length",
+    "min_new_tokens",
+    "num_beams",
+    "num_return_sequences",
+    "no_repeat_ngram_size",
+    "top_k",
+)
+_TOKEN_IDS = ("decoder_start_token_id", "pad_token_id", "forced_bos_token_id", "forced_eos_token_id")
+_TOKEN_LISTS = ("eos_token_id", "suppress_tokens", "begin_suppress_tokens", "bad_words_ids")
+
+
+def check_token_ids(o: GenerationOptions, vocab_size: int | None) -> None:
+    """Refuse token ids the model has no row for, naming the option (instead of an IndexError mid-search)."""
+    if vocab_size is None:
+        return
+    named = [(name, getattr(o, name)) for name in _TOKEN_IDS]
+    for name in _TOKEN_LISTS:
+        value = getattr(o, name)
+        flat = [value] if isinstance(value, int) else [i for item in value or () for i in _ids(item)]
+        named += [(name, i) for i in flat]
+    for name, token in named:
+        if token is not None and not 0 <= token < vocab_size:
+            raise InputError(f"{name} {token} is not a token id of this model (0 to {vocab_size - 1})")
+
+
+def _ids(item) -> list:
+    return list(item) if isinstance(item, (list, tuple)) else [item]
+
+
+def _check_types(o: GenerationOptions) -> None:
+    for name in (*_COUNTS, *_TOKEN_IDS):
+        value = getattr(o, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InputError(f"{name} must be an integer, got {value!r}")
+    for name in _TOKEN_LISTS:
+        items = getattr(o, name)
+        if items is None:
+            continue
+        items = [items] if isinstance(items, int) else items
+        if not isinstance(items, (list, tuple)) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for item in items for i in _ids(item)
+        ):
+            raise InputError(f"{name} must be token ids (ints, or lists of ints), got {getattr(o, name)!r}")
 
 
 def _validate(o: GenerationOptions) -> None:

@@ -79,6 +79,12 @@ class Seq2SeqMixin:
         """Forward pass shared by the families' forward(): shift labels, encode, decode, loss."""
         if inputs is None:
             raise InputError("no audio features given: pass input_features (or input_values)")
+        vocab = self.lm_head.out_features
+        for name, ids, ignored in (("labels", labels, -100), ("decoder_input_ids", decoder_input_ids, None)):
+            kept = ids if ids is None or ignored is None else ids[ids != ignored]
+            if kept is not None and kept.numel() and (int(kept.max()) >= vocab or int(kept.min()) < 0):
+                bad = int(kept.max()) if int(kept.max()) >= vocab else int(kept.min())
+                raise InputError(f"{name} hold id {bad}, but the decoder vocabulary has {vocab} tokens")
         if decoder_input_ids is None:
             if labels is None:
                 raise InputError("pass decoder_input_ids or labels to run the decoder")

@@ -5,6 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
+
+
+def _check_labels(labels: Tensor, classes: int, what: str, ignore_index: int | None = None) -> None:
+    """Refuse label ids outside 0..classes-1 (but ignore_index), naming them, before the loss indexes with them."""
+    kept = labels if ignore_index is None else labels[labels != ignore_index]
+    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= classes):
+        bad = int(kept.min()) if int(kept.min()) < 0 else int(kept.max())
+        raise InputError(f"labels hold {bad}, not one of the {classes} {what} (0 to {classes - 1})")
+
 
 def ctc_loss(
     logits: Tensor,
@@ -30,6 +40,7 @@ def ctc_loss(
         The reduced loss, or per-item losses (B,) for reduction "none".
     """
     labels = labels.to(logits.device)
+    _check_labels(labels, logits.shape[-1], "vocabulary ids", ignore_index)
     keep = (labels != ignore_index) & (labels != blank)
     log_probs = nn.functional.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
     # cuDNN's CTC kernel accepts only some inputs and rounds differently; transformers turns it off too.
@@ -47,6 +58,7 @@ def ctc_loss(
 
 def classification_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy of utterance logits (B, C) against class ids (B,), as transformers' classifiers."""
+    _check_labels(labels, logits.shape[-1], "classes", -100)
     return nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1).to(logits.device))
 
 
@@ -74,6 +86,7 @@ def am_softmax_loss(
         margin: Subtracted from the cosine of the true class (m).
     """
     labels = labels.flatten().to(embeddings.device)
+    _check_labels(labels, weight.shape[1], "speakers")
     cosines = nn.functional.normalize(embeddings, dim=1) @ nn.functional.normalize(weight, dim=0)
     onehot = nn.functional.one_hot(labels, weight.shape[1]).bool()
     return nn.functional.cross_entropy(scale * torch.where(onehot, cosines - margin, cosines), labels)
