@@ -101,7 +101,13 @@ def test_cli_errors_exit_2_with_message(checkpoint, tmp_path, capsys):
     assert main(["transcribe", str(tmp_path / "missing.wav"), str(files[0]), "--model", str(folder)]) == 2
     captured = capsys.readouterr()
     assert "missing.wav" in captured.err and "Traceback" not in captured.err
-    assert len(captured.out.splitlines()) == 1  # the good file is still transcribed
+    # The good file is still transcribed, and each input keeps its line: the failed one's is empty.
+    assert captured.out.splitlines() == ["", *_transformers_text(folder, files[:1])]
+    missing = ["transcribe", str(tmp_path / "missing.wav"), str(files[0]), "--model", str(folder)]
+    assert main([*missing, "--output-format", "json"]) == 2
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["file"] for row in rows] == [str(tmp_path / "missing.wav"), str(files[0])]
+    assert "missing.wav" in rows[0]["error"] and "text" not in rows[0] and rows[1]["text"]
     assert main(["transcribe", str(files[0]), "--model", str(tmp_path)]) == 2
     assert "config.json" in capsys.readouterr().err
     assert (

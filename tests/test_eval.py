@@ -40,6 +40,13 @@ def test_read_fairseq_tsv_and_jsonl(tmp_path):
     (tmp_path / "bad.tsv").write_text("a\tb\n1\t2\n")
     with pytest.raises(InputError, match="audio"):
         read_manifest(tmp_path / "bad.tsv")
+    for line, field in (
+        ('{"audio": 7, "text": "x"}', "'audio'"),
+        ('{"audio": "a.wav", "text": ["x"]}', "'text'"),
+    ):
+        (tmp_path / "typed.jsonl").write_text(line + "\n")
+        with pytest.raises(InputError, match=f"row 1: {field} must be a string"):
+            read_manifest(tmp_path / "typed.jsonl")
 
 
 def test_normalizer_and_scores():
@@ -75,5 +82,8 @@ def test_cli_eval(tmp_path, capsys):
     assert [r["id"] for r in lines] == ["u0", "u1", "u9"] and lines[0]["wer"] == 0.0
     assert lines[2]["error"] and lines[2]["hypothesis"] == ""
     assert main(argv) == 2 and "already exists" in capsys.readouterr().err
+    # A results file that cannot be written is refused before any decoding.
+    elsewhere = [*argv[:-4], "--results", str(tmp_path / "no-such-folder" / "r.jsonl")]
+    assert main(elsewhere) == 2 and "no-such-folder" in capsys.readouterr().err
     assert main([*argv, "--overwrite", "--normalizer", "none", "--metric", "bleu"]) == 2
     assert "BLEU" in capsys.readouterr().out

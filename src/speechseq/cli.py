@@ -68,7 +68,8 @@ def _add_output(transcribe) -> None:
         "--output-format",
         choices=list(FORMATS),
         default="txt",
-        help="txt or json go to stdout unless --output-dir is given; srt, vtt and tsv are written to "
+        help="txt or json go to stdout unless --output-dir is given (one line or row per input, in order; "
+        "an input that fails gets an empty line or a row with its error); srt, vtt and tsv are written to "
         "--output-dir, or beside each input",
     )
     transcribe.add_argument("--output-dir", help="folder for one output file per input")
@@ -191,6 +192,11 @@ def _transcribe(args) -> int:
         if error:
             failed += 1
             print(f"speechseq: error: {error}", file=sys.stderr)
+            # On stdout every input keeps its place: an empty txt line, a json row with the error.
+            if to_stdout and args.output_format == "json":
+                rows.append({"file": group[0].source, "error": error})
+            elif to_stdout:
+                print(flush=True)
         elif not to_stdout:
             path = output_path(group[0].source, args.output_format, args.output_dir)
             write_transcript(group, path, args.output_format, args.overwrite)
@@ -236,6 +242,8 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate, read_manifest
 
     results = Path(args.results or f"{Path(args.manifest).stem}.eval.jsonl")
+    if results.is_dir() or not results.parent.is_dir():  # found now, not after the whole manifest is decoded
+        raise InputError(f"--results {results}: not a file in an existing folder")
     if results.exists() and not args.overwrite:
         raise InputError(f"{results} already exists; pass --overwrite to replace it")
     sources = read_manifest(args.manifest)

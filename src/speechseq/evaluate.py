@@ -30,11 +30,17 @@ def read_manifest(path: str | Path) -> list[Source]:
     rows = _jsonl_rows(path) if path.suffix.lower() == ".jsonl" else _tsv_rows(path)
     sources = []
     for number, row in enumerate(rows, start=1):
-        audio = next((row[k] for k in _AUDIO_KEYS if row.get(k)), None)
-        if audio is None:
+        audio_key = next((k for k in _AUDIO_KEYS if row.get(k)), None)
+        if audio_key is None:
             raise InputError(f"{path} row {number} has no audio column ({', '.join(_AUDIO_KEYS)})")
+        text_key = next((k for k in _TEXT_KEYS if row.get(k) is not None), None)
+        for key in (audio_key, text_key):
+            if key is not None and not isinstance(row[key], str):
+                kind = type(row[key]).__name__
+                raise InputError(f"{path} row {number}: {key!r} must be a string, found {kind} {row[key]!r}")
+        audio = row[audio_key]
         audio_path = Path(audio) if Path(audio).is_absolute() else path.parent / audio
-        reference = next((row[k] for k in _TEXT_KEYS if row.get(k) is not None), None)
+        reference = row[text_key] if text_key else None
         ident = str(row.get("id", number))
         sources.append(Source(str(audio_path), audio_path, {"id": ident, "reference": reference}))
     return sources
