@@ -8,6 +8,7 @@ and whether both generated the same ids.
     python bench/run.py                 # the README table (3 rounds x 3 repeats, about 15 minutes)
     python bench/run.py --quick         # 1 round, 2 repeats, 20 tokens: a smoke run
     python bench/run.py --int8          # add speechseq with dtype="int8" (dynamic quantization)
+    python bench/run.py --compile       # add speechseq with compile=True (compiled decoder step)
     python bench/run.py --device cuda   # models on a GPU (features stay on the CPU); the targets are CPU ones
 """
 
@@ -56,19 +57,21 @@ def _merge(old: dict | None, new: dict) -> dict:
 def measure(args: argparse.Namespace, folder: Path) -> dict:
     """Run every (side, group) process args.rounds times, alternating sides; return merged results."""
     sides = [("transformers", "float32"), ("speechseq", "float32")] + [("speechseq", "int8")] * args.int8
+    sides += [("speechseq", "compiled")] * args.compile
     common = ["--repeats", str(args.repeats), "--tokens", str(args.tokens)]
     results: dict = {}
     for round_ in range(args.rounds):
         for group in GROUPS:
             order = sides if round_ % 2 == 0 else sides[::-1]
             for side, dtype in order:
-                if dtype == "int8" and group == "features":
-                    continue
-                extra = ["--group", group, "--dtype", dtype]
+                if (dtype == "int8" and group == "features") or (dtype == "compiled" and group in GROUPS[:2]):
+                    continue  # int8 has no features of its own; compiling changes decoding only
+                extra = ["--group", group]
+                extra += ["--compile"] if dtype == "compiled" else ["--dtype", dtype]
                 if group != "features":
                     extra += ["--device", args.device]
                 new = _worker(side, str(folder), *extra, *common, threads=args.threads)
-                key = (side if dtype == "float32" else "int8", group)
+                key = (side if dtype == "float32" else dtype, group)
                 results[key] = _merge(results.get(key), new)
                 print(f"  round {round_ + 1}: {key[0]:<12} {group:<8} done", file=sys.stderr, flush=True)
     if args.device == "cpu":
@@ -99,7 +102,9 @@ def report(args: argparse.Namespace, folder: Path, results: dict) -> None:
             target = TARGETS.get((group, batch)) if args.device == "cpu" or group == "features" else None
             print(_row(label, theirs["times"][batch], ours["times"][batch], target, note))
     if args.int8:
-        _report_int8(results)
+        _report_variant(results, "int8", ("encoder", "greedy", "beam"))
+    if args.compile:
+        _report_variant(results, "compiled", ("greedy", "beam"))
     rows = [tuple(row[1:]) for row in results["speechseq", "greedy"]["ids"]["8"]]  # without the start token
     distinct = sorted(len(set(row)) for row in rows)
     print(
@@ -117,8 +122,15 @@ def report(args: argparse.Namespace, folder: Path, results: dict) -> None:
             results["transformers", group]["peak_rss_mb"],
             results["speechseq", group]["peak_rss_mb"],
         )
-        int8 = f", int8 {results['int8', group]['peak_rss_mb']:.0f}" if args.int8 else ""
-        print(f"  {group:<8} transformers {theirs:4.0f}, speechseq {ours:4.0f} ({ours / theirs:.2f}x){int8}")
+        others = "".join(
+            f", {variant} {results[variant, group]['peak_rss_mb']:.0f} "
+            f"({results[variant, group]['peak_rss_mb'] / theirs:.2f}x)"
+            for variant in ("int8", "compiled")
+            if (variant, group) in results
+        )
+        print(
+            f"  {group:<8} transformers {theirs:4.0f}, speechseq {ours:4.0f} ({ours / theirs:.2f}x){others}"
+        )
     _report_bound(args, results)
 
 
@@ -129,12 +141,12 @@ def _report_gpu_memory(results: dict) -> None:
         print(f"  {group:<8} transformers {theirs:6.0f}, speechseq {ours:6.0f} ({ours / theirs:.2f}x)")
 
 
-def _report_int8(results: dict) -> None:
-    """Rows for speechseq int8 against transformers float32, with the share of ids equal to float32's."""
-    for group in ("encoder", "greedy", "beam"):
+def _report_variant(results: dict, variant: str, groups: tuple[str, ...]) -> None:
+    """Rows for a speechseq variant against transformers float32, with the share of ids equal to float32's."""
+    for group in groups:
         theirs, ours, exact = (
             results["transformers", group],
-            results["int8", group],
+            results[variant, group],
             results["speechseq", group],
         )
         for batch in ("1", "8"):
@@ -142,9 +154,11 @@ def _report_int8(results: dict) -> None:
             if group != "encoder":
                 same = np.array(ours["ids"][batch]) == np.array(exact["ids"][batch])
                 note = f"{same.mean():.1%} of ids as float32"
+                if ours["ids"][batch] == theirs["ids"][batch]:
+                    note = "identical"
             print(
                 _row(
-                    "int8 " + LABELS[group].format(batch),
+                    f"{variant} " + LABELS[group].format(batch),
                     theirs["times"][batch],
                     ours["times"][batch],
                     None,
@@ -200,11 +214,16 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=100, help="new tokens per sequence (min = max)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--int8", action="store_true", help="also time speechseq with dtype='int8'")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time speechseq with compile=True (decoding only)"
+    )
     parser.add_argument("--quick", action="store_true", help="1 round, 2 repeats, 20 tokens")
     parser.add_argument("--device", default="cpu", help="where the models run (cpu, cuda); features: CPU")
     args = parser.parse_args()
     if args.int8 and args.device != "cpu":
         parser.error("--int8 (dynamic quantization) runs on the CPU only")
+    if args.compile and args.device != "cpu":
+        parser.error("--compile is built for the CPU only")
     if args.quick:
         args.rounds, args.repeats, args.tokens = 1, 2, 20
     with tempfile.TemporaryDirectory(prefix="speechseq-bench-") as folder:

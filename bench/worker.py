@@ -66,15 +66,15 @@ def prepare(folder: Path) -> None:
     print(json.dumps({"parameters": params}))
 
 
-def _load(side: str, folder: Path, dtype: str, device: str):
+def _load(side: str, folder: Path, dtype: str, device: str, compile: bool = False):
     if side == "speechseq":
         import speechseq
 
-        return speechseq.load_model(folder, dtype=dtype, device=device)
+        return speechseq.load_model(folder, dtype=dtype, device=device, compile=compile)
     from transformers import Speech2TextForConditionalGeneration
 
-    if dtype != "float32":
-        raise SystemExit("the transformers side runs in float32 only")
+    if dtype != "float32" or compile:
+        raise SystemExit("the transformers side runs in float32 only, not compiled")
     return Speech2TextForConditionalGeneration.from_pretrained(folder).eval().to(device)
 
 
@@ -106,9 +106,19 @@ def _time(run: Callable[[], object], repeats: int, device: str = "cpu") -> tuple
 
 
 def run_group(
-    side: str, group: str, folder: Path, repeats: int, tokens: int, dtype: str, device: str = "cpu"
+    side: str,
+    group: str,
+    folder: Path,
+    repeats: int,
+    tokens: int,
+    dtype: str,
+    device: str = "cpu",
+    compile: bool = False,
 ) -> dict:
-    """Time one group for batches 1 and 8: features (on the CPU), encoder, greedy or beam (5 beams)."""
+    """Time one group for batches 1 and 8: features (on the CPU), encoder, greedy or beam (5 beams).
+
+    With `compile`, the untimed first run of each batch compiles the decoder step for it.
+    """
     out: dict = {"times": {}, "ids": {}}
     if group == "features":
         extract, clips = _extractor(side), make_waveforms()
@@ -116,7 +126,7 @@ def run_group(
             out["times"][count], features = _time(lambda n=count: extract(clips[:n]), repeats)
         np.save(folder / f"features_{side}.npy", features.numpy())
         return out
-    model = _load(side, folder, dtype, device)
+    model = _load(side, folder, dtype, device, compile)
     inputs = torch.load(folder / "inputs.pt")
     for batch in BATCHES:
         features, mask = inputs["features"][:batch].to(device), inputs["mask"][:batch].to(device)
@@ -153,6 +163,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=100, help="new tokens per sequence, forced")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "int8"])
+    parser.add_argument("--compile", action="store_true", help="speechseq: load_model(compile=True)")
     parser.add_argument(
         "--device", default="cpu", help="where the model runs; features are always on the CPU"
     )
@@ -164,7 +175,14 @@ def main() -> None:
         result = measure_bandwidth(args.repeats)
     else:
         result = run_group(
-            args.side, args.group, args.folder, args.repeats, args.tokens, args.dtype, args.device
+            args.side,
+            args.group,
+            args.folder,
+            args.repeats,
+            args.tokens,
+            args.dtype,
+            args.device,
+            args.compile,
         )
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.device.startswith("cuda"):

@@ -48,7 +48,7 @@ _DTYPES = {
 }
 
 
-def load_model(name_or_path, device=None, dtype=None) -> nn.Module:
+def load_model(name_or_path, device=None, dtype=None, compile: bool = False) -> nn.Module:
     """Load the model a checkpoint's config.json names (model_type), with its weights, in eval mode.
 
     Args:
@@ -56,6 +56,9 @@ def load_model(name_or_path, device=None, dtype=None) -> nn.Module:
         device: Where to put the model ("cpu", "cuda", torch.device); default CPU.
         dtype: "float32" (default), "float16", "bfloat16", a torch dtype, or "int8": float32 with every
             linear layer dynamically quantized to int8 (CPU only; about 4x less weight memory to read).
+        compile: Run the decoding steps of an encoder-decoder as compiled graphs (torch inductor; CPU,
+            float32, a C++ compiler on PATH). Each new batch shape compiles first, tens of seconds on a small
+            CPU; README, Performance.
     """
     if device is not None:
         check_device(device)
@@ -66,9 +69,15 @@ def load_model(name_or_path, device=None, dtype=None) -> nn.Module:
     raw = read_json(config_path)
     family = get_family(raw.get("model_type"), str(config_path))
     model = family.load(folder, raw, generation_defaults(folder, raw))
-    if dtype == "int8":
-        return _quantize(model, device)
-    return model.to(device=device, dtype=_dtype(dtype))
+    model = _quantize(model, device) if dtype == "int8" else model.to(device=device, dtype=_dtype(dtype))
+    if compile:
+        if not hasattr(model, "compile_decoder"):
+            raise InputError(
+                f"compile speeds up the decoding loop of encoder-decoder models; {raw.get('model_type')} "
+                "has none"
+            )
+        model.compile_decoder()
+    return model
 
 
 def check_device(device, name: str = "device") -> None:

@@ -91,6 +91,12 @@ def _add_device(parser) -> None:
         choices=["int8"],
         help="dynamically quantize the linear layers (CPU only): faster, output may differ slightly",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the decoding step (CPU, float32, needs a C++ compiler): faster decoding after tens of "
+        "seconds of compiling per batch shape",
+    )
 
 
 def _add_eval(commands) -> None:
@@ -232,6 +238,7 @@ def _transcriber(args):
         tgt_lang=args.tgt_lang if args.task == "translate" else None,
         vad={"auto": None, "on": True, "off": False}[getattr(args, "vad", "auto")],
         progress=sys.stderr.isatty(),
+        compile=args.compile,
         **options,
     )
 

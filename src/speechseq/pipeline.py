@@ -108,6 +108,7 @@ class Transcriber:
         chunk_length_s: CTC chunk length; longer regions are decoded in strided chunks.
         stride_length_s: CTC context on each side of a chunk; default chunk_length_s / 6.
         progress: Show a progress bar (seconds of audio done).
+        compile: Compile the decoding step (load_model's `compile`).
         generate_options: Further generation settings (max_new_tokens, length_penalty, ...).
     """
 
@@ -126,6 +127,7 @@ class Transcriber:
         chunk_length_s: float = 20.0,
         stride_length_s: float | None = None,
         progress: bool = False,
+        compile: bool = False,
         **generate_options,
     ):
         from .api import load_model, load_processor
@@ -134,7 +136,7 @@ class Transcriber:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if task not in ("transcribe", "translate") or (task == "translate" and not tgt_lang):
             raise InputError("task must be 'transcribe', or 'translate' with a tgt_lang")
-        self.model = load_model(model_name_or_path, device=device, dtype=dtype)
+        self.model = load_model(model_name_or_path, device=device, dtype=dtype, compile=compile)
         self.processor = load_processor(model_name_or_path)
         self.device, self.progress = device, progress
         beams = {} if num_beams is None else {"num_beams": num_beams}

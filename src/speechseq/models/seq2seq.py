@@ -56,7 +56,22 @@ class Seq2SeqMixin:
     lm_head: nn.Module
     task = "seq2seq"  # what the model's output is for: transcribe and classify check it
 
+    compiled_step = None  # a CompiledStep once compile_decoder() has run
+
+    def compile_decoder(self) -> None:
+        """Run every later one-token decoder step as a compiled graph (CPU, float32; models/compiled.py).
+
+        The decoder's weights are frozen into the graphs when they are compiled; a later change to them is
+        noticed when decoding starts, and the step is compiled again.
+        """
+        from .compiled import CompiledStep, check_compilable
+
+        check_compilable(self)
+        self.compiled_step = CompiledStep(self)
+
     def start_decoding(self, encoded: EncoderOutput, repeat: int, max_length: int) -> DecoderCacheState:
+        if self.compiled_step is not None and not self.compiled_step.is_current():
+            self.compile_decoder()  # checked again: the weights may have moved to another device or dtype
         memory = self.decoder.build_memory(encoded.hidden, encoded.padding_mask)
         if repeat > 1:
             memory = memory.repeat(repeat)
@@ -64,6 +79,8 @@ class Seq2SeqMixin:
         return DecoderCacheState(memory, self.decoder.new_cache(rows, max_length, encoded.hidden))
 
     def step(self, tokens: Tensor, state: DecoderCacheState) -> Tensor:
+        if self.compiled_step is not None and tokens.shape[1] == 1 and not self.training:
+            return self.compiled_step(tokens, state)
         hidden = self.decoder(tokens, state.memory, state.cache)
         return self.lm_head(hidden[:, -1])
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn.functional import scaled_dot_product_attention
 
-from .cache import KVCache
+from .cache import CacheView, KVCache
 from .linear import Linear
 
 
@@ -54,21 +53,12 @@ class MultiHeadAttention(nn.Module):
         hidden: Tensor,
         mask: Tensor | None = None,
         is_causal: bool = False,
-        cache: KVCache | None = None,
+        cache: KVCache | CacheView | None = None,
         layer: int = 0,
     ) -> Tensor:
         """Self-attention over hidden (B, T, D). With a cache, new keys/values are appended after the cached ones."""
         keys, values = self.project_kv(hidden)
         if cache is not None:
             keys, values = cache.update(layer, keys, values)
-            mask, is_causal = _cached_causal_mask(cache.length, hidden.shape[1], hidden.device), False
+            mask, is_causal = cache.mask(hidden.shape[1]), False
         return self.attend(hidden, keys, values, mask, is_causal)
-
-
-def _cached_causal_mask(past: int, steps: int, device: torch.device) -> Tensor | None:
-    """Causal keep-mask for `steps` new queries after `past` cached positions; None for one query (sees all)."""
-    if steps == 1:
-        return None
-    keys = torch.arange(past + steps, device=device)
-    queries = torch.arange(steps, device=device) + past
-    return keys[None, :] <= queries[:, None]

@@ -22,6 +22,7 @@ class KVCache:
         # Only positions below `length` are ever read, so the buffer needs no initial values.
         self._use(torch.empty(shape, dtype=like.dtype, device=like.device))
         self._spare: Tensor | None = None  # the second buffer of a full reorder, made on first need
+        self._finite = False  # whether unwritten positions hold finite values (what a CacheView needs)
         self.length = 0
 
     def _use(self, both: Tensor) -> None:
@@ -44,8 +45,31 @@ class KVCache:
         layer_values.narrow(2, self.length, steps).copy_(values)
         return layer_keys.narrow(2, 0, self.length + steps), layer_values.narrow(2, 0, self.length + steps)
 
+    @property
+    def past(self) -> int:
+        """Positions already cached (what the decoder's position encoding counts from)."""
+        return self.length
+
+    def mask(self, steps: int) -> Tensor | None:
+        """Causal keep-mask (steps, length + steps) for the new queries; None for one query (it sees all)."""
+        if steps == 1:
+            return None
+        keys = torch.arange(self.length + steps, device=self._both.device)
+        queries = torch.arange(steps, device=self._both.device) + self.length
+        return keys[None, :] <= queries[:, None]
+
     def advance(self, steps: int) -> None:
         self.length += steps
+
+    def view(self) -> CacheView:
+        """The cache as a compiled step takes it: whole buffers and the write position as a tensor."""
+        if not self._finite:
+            # The view's attention reads every position, weighting the unwritten ones by exactly 0; 0 times
+            # whatever torch.empty left there could be NaN.
+            self._both.narrow(4, self.length, self.capacity - self.length).zero_()
+            self._finite = True
+        position = torch.tensor(self.length, device=self._both.device)
+        return CacheView(self.keys, self.values, position)
 
     def reorder(self, index: Tensor) -> None:
         """Select batch rows (beam search): row i becomes former row index[i]."""
@@ -61,7 +85,7 @@ class KVCache:
             return
         # Most rows move: gather every row into the second buffer (2 row copies per row) and swap.
         if self._spare is None:
-            self._spare = torch.empty_like(self._both)
+            self._spare = torch.zeros_like(self._both) if self._finite else torch.empty_like(self._both)
         torch.index_select(used, 2, index, out=self._spare.narrow(4, 0, self.length))
         spare = self._both
         self._use(self._spare)
@@ -71,5 +95,32 @@ class KVCache:
         extra = max(needed, 2 * self.capacity) - self.capacity
         pad = list(self._both.shape)
         pad[4] = extra
-        self._use(torch.cat([self._both, self._both.new_empty(pad)], dim=4))
+        extension = self._both.new_zeros(pad) if self._finite else self._both.new_empty(pad)
+        self._use(torch.cat([self._both, extension], dim=4))
         self._spare = None
+
+
+class CacheView:
+    """A KVCache's buffers seen by a compiled decoder step: every step runs the same graph.
+
+    The write position is a tensor, not a Python int, and attention reads the whole buffer with a mask that
+    hides the positions not yet written, so no shape depends on the step. The KVCache that made the view
+    advances itself after the step; `advance` here does nothing.
+    """
+
+    def __init__(self, keys: Tensor, values: Tensor, position: Tensor):
+        self.keys, self.values, self.past = keys, values, position
+
+    def update(self, layer: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        at = self.past + torch.arange(keys.shape[2], device=keys.device)
+        self.keys[layer].index_copy_(2, at, keys)
+        self.values[layer].index_copy_(2, at, values)
+        return self.keys[layer], self.values[layer]
+
+    def mask(self, steps: int) -> Tensor:
+        keys = torch.arange(self.keys.shape[3], device=self.keys.device)
+        queries = torch.arange(steps, device=self.keys.device) + self.past
+        return keys[None, :] <= queries[:, None]
+
+    def advance(self, steps: int) -> None:
+        pass

@@ -44,6 +44,7 @@ class TransformerDecoder(nn.Module):
 
     def new_cache(self, batch_size: int, max_length: int, like: Tensor) -> KVCache:
         """Preallocate a self-attention cache for batch_size rows and max_length steps."""
+        self.positions.reserve(max_length)  # a compiled step cannot grow (or check) positions as it goes
         heads = self.spec.num_heads
         return KVCache(len(self.layers), batch_size, heads, self.spec.d_model // heads, max_length, like)
 
@@ -62,7 +63,7 @@ class TransformerDecoder(nn.Module):
             cache: Self-attention cache, advanced by T on return.
             padding_mask: Decoder padding (True = pad), (B, T); full-sequence mode only.
         """
-        past = cache.length if cache is not None else 0
+        past = cache.past if cache is not None else 0
         hidden = self.embed_tokens(tokens) * self.embed_scale + self.positions(tokens, past)
         if self.embedding_norm is not None:
             hidden = self.embedding_norm(hidden)

@@ -29,13 +29,20 @@ class LearnedPositions(nn.Module):
 
     def forward(self, tokens: Tensor, past_length: int = 0) -> Tensor:
         """Return position vectors (B, T, D) for tokens (B, T) that follow past_length earlier tokens."""
-        end = past_length + tokens.shape[1]
-        if end > self.num_positions:
-            raise ValueError(
-                f"the decoder input reaches position {end}, but this model has learned positions for "
-                f"{self.num_positions} tokens only; use a shorter max_length"
-            )
-        rows = self.weight[past_length + self.offset : end + self.offset]
+        if isinstance(past_length, Tensor):  # a compiled step's tensor past: `reserve` checked the length
+            at = past_length + self.offset + torch.arange(tokens.shape[1], device=tokens.device)
+            rows = self.weight[at]
+        else:
+            self.reserve(past_length + tokens.shape[1])
+            rows = self.weight[past_length + self.offset : past_length + tokens.shape[1] + self.offset]
         if self.token_types is not None:
             rows = rows + self.token_types.weight[0]
         return rows.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+
+    def reserve(self, length: int) -> None:
+        """Refuse sequences longer than the learned table."""
+        if length > self.num_positions:
+            raise ValueError(
+                f"the decoder input reaches position {length}, but this model has learned positions for "
+                f"{self.num_positions} tokens only; use a shorter max_length"
+            )

@@ -54,12 +54,17 @@ class SinusoidalPositions(nn.Module):
     def forward(self, ids: Tensor, past_length: int = 0) -> Tensor:
         """Return position vectors (B, T, D) for ids (B, T) that follow past_length earlier symbols."""
         positions = make_positions(ids, self.padding_idx, past_length)
-        # No position exceeds padding_idx + past_length + T: the sizes alone tell whether the table must grow.
-        needed = self.padding_idx + 1 + ids.shape[1] + past_length
+        if not isinstance(past_length, Tensor):  # a compiled step's tensor past: `reserve` grew the table
+            self.reserve(ids.shape[1] + past_length)
+        return self.table[positions]
+
+    def reserve(self, length: int) -> None:
+        """Grow the table to cover sequences of `length` symbols."""
+        # No position exceeds padding_idx + length: the sizes alone tell whether the table must grow.
+        needed = self.padding_idx + 1 + length
         if needed > self.table.shape[0]:
             rows = max(needed + 2, 2 * self.table.shape[0])  # doubling: a decoder step is not a rebuild
             self.table = sinusoidal_table(rows, self.dim, self.padding_idx).to(self.table)
-        return self.table[positions]
 
 
 class ConvPositions(nn.Module):

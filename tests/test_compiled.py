@@ -1,0 +1,87 @@
+"""The compiled decoder step (load_model(compile=True)): the same ids as eager decoding, and clear refusals."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from hf_decoders import audio, make_sed
+from hf_models import make_s2t, random_features
+
+import speechseq
+from speechseq.errors import InputError
+
+pytest.importorskip("transformers")
+
+
+def _has_compiler() -> bool:
+    from torch._inductor import cpp_builder
+
+    return shutil.which(cpp_builder.get_cpp_compiler()) is not None
+
+
+needs_compiler = pytest.mark.skipif(not _has_compiler(), reason="torch inductor needs a C++ compiler")
+
+
+def _eager(model, *args, **options) -> torch.Tensor:
+    compiled, model.compiled_step = model.compiled_step, None
+    try:
+        return model.generate(*args, **options)
+    finally:
+        model.compiled_step = compiled
+
+
+@needs_compiler
+def test_speech2text_compiled_generate_matches_eager(tmp_path):
+    make_s2t(tmp_path, sharpen=20.0, tie_word_embeddings=False)
+    model = speechseq.load_model(tmp_path, compile=True)
+    assert model.compiled_step is not None
+    # A padded batch, greedy and beam (beams share their memory row), then encoder lengths not seen before:
+    # those are a dynamic dimension of the same graph.
+    for lengths, beams in (([133, 97, 63], 1), ([133, 97, 63], 3), ([150, 41, 80], 1), ([150, 41, 80], 3)):
+        features, mask = random_features(lengths, seed=len(lengths))
+        options = dict(num_beams=beams, max_new_tokens=12, min_new_tokens=4)
+        expected = _eager(model, features, attention_mask=mask, **options)
+        actual = model.generate(features, attention_mask=mask, **options)
+        assert torch.equal(actual, expected), (lengths, beams)
+
+
+@needs_compiler
+def test_compiled_step_follows_weight_changes(tmp_path):
+    make_s2t(tmp_path, sharpen=20.0, tie_word_embeddings=False)
+    model = speechseq.load_model(tmp_path, compile=True)
+    features, mask = random_features([90], seed=3)
+    before = model.generate(features, attention_mask=mask, max_new_tokens=10)
+    with torch.no_grad():
+        model.lm_head.weight.copy_(model.lm_head.weight.flip(0))  # the graphs hold frozen copies of it
+    after = model.generate(features, attention_mask=mask, max_new_tokens=10)
+    assert torch.equal(after, _eager(model, features, attention_mask=mask, max_new_tokens=10))
+    assert not torch.equal(after, before)
+
+
+@needs_compiler
+def test_learned_positions_decoder_compiled_matches_eager(tmp_path):
+    # MBart: learned positions with an offset, an embedding norm, a tied head; wav2vec2 samples in.
+    make_sed(tmp_path, "wav2vec2", "mbart")
+    model = speechseq.load_model(tmp_path, compile=True)
+    inputs, mask = audio("wav2vec2")
+    options = dict(num_beams=2, max_new_tokens=8, min_new_tokens=8)  # beams reorder the cache too
+    expected = _eager(model, inputs, attention_mask=mask, **options)
+    assert torch.equal(model.generate(inputs, attention_mask=mask, **options), expected)
+
+
+def test_compile_refusals(tmp_path):
+    make_s2t(tmp_path)
+    with pytest.raises(InputError, match="int8"):
+        speechseq.load_model(tmp_path, dtype="int8", compile=True)
+    with pytest.raises(InputError, match="float32"):
+        speechseq.load_model(tmp_path, dtype="bfloat16", compile=True)
+
+
+def test_compile_refuses_models_without_a_decoder(tmp_path):
+    from hf_wav2vec2 import make_ctc_checkpoint
+
+    folder = make_ctc_checkpoint(tmp_path)
+    with pytest.raises(InputError, match="encoder-decoder"):
+        speechseq.load_model(folder, compile=True)
