@@ -33,18 +33,34 @@ def _eager(model, *args, **options) -> torch.Tensor:
 
 
 @needs_compiler
-def test_speech2text_compiled_generate_matches_eager(tmp_path):
+def test_speech2text_compiled_generate_matches_eager(tmp_path, monkeypatch):
+    from speechseq.models.compiled import MAX_ROWS, CompiledStep
+
     make_s2t(tmp_path, sharpen=20.0, tie_word_embeddings=False)
     model = speechseq.load_model(tmp_path, compile=True)
-    assert model.compiled_step is not None
+    rows = []
+    run = CompiledStep.__call__
+    monkeypatch.setattr(
+        CompiledStep, "__call__", lambda self, t, s: rows.append(t.shape[0]) or run(self, t, s)
+    )
     # A padded batch, greedy and beam (beams share their memory row), then encoder lengths not seen before:
     # those are a dynamic dimension of the same graph.
-    for lengths, beams in (([133, 97, 63], 1), ([133, 97, 63], 3), ([150, 41, 80], 1), ([150, 41, 80], 3)):
+    for lengths, beams in (([133, 97, 63], 1), ([133, 97, 63], 2), ([150, 41, 80], 1), ([150, 41, 80], 2)):
         features, mask = random_features(lengths, seed=len(lengths))
         options = dict(num_beams=beams, max_new_tokens=12, min_new_tokens=4)
         expected = _eager(model, features, attention_mask=mask, **options)
         actual = model.generate(features, attention_mask=mask, **options)
         assert torch.equal(actual, expected), (lengths, beams)
+    assert set(rows) == {3, 6}  # every step of both searches ran compiled
+    # More rows than MAX_ROWS decode eagerly (faster there), with the same ids.
+    features, mask = random_features([133, 97, 63], seed=3)
+    rows.clear()
+    options = dict(num_beams=MAX_ROWS, max_new_tokens=6)
+    assert torch.equal(
+        model.generate(features, attention_mask=mask, **options),
+        _eager(model, features, attention_mask=mask, **options),
+    )
+    assert rows == []
 
 
 @needs_compiler
@@ -85,3 +101,19 @@ def test_compile_refuses_models_without_a_decoder(tmp_path):
     folder = make_ctc_checkpoint(tmp_path)
     with pytest.raises(InputError, match="encoder-decoder"):
         speechseq.load_model(folder, compile=True)
+
+
+def test_cli_compile_refusal_is_one_line(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    from speechseq.cli import main
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    from make_tiny_checkpoint import make_checkpoint, make_recording
+
+    folder = make_checkpoint(tmp_path / "model")
+    clip = make_recording(tmp_path / "clip.wav", seconds=1.0)
+    assert main(["transcribe", str(clip), "--model", str(folder), "--compile", "--quantize", "int8"]) == 2
+    err = capsys.readouterr().err
+    assert "compile is built for float32" in err and "Traceback" not in err

@@ -6,8 +6,8 @@ weights into constants and picks, per matrix, its own few-row product kernels or
 (max-autotune), and fuses the element-wise work between the products. The encoder stays in eager mode: its
 products are large, where MKL is already fast.
 
-A graph is compiled for each number of decoder rows (batch x beams), cache length and padding layout it
-meets, which takes tens of seconds on a small CPU; the encoder length is a dynamic dimension and costs no
+A graph is compiled for each number of decoder rows (batch x beams, up to MAX_ROWS), cache length and
+padding layout it meets, which takes tens of seconds on a small CPU; the encoder length is a dynamic dimension and costs no
 recompilation.
 """
 
@@ -23,6 +23,9 @@ from ..errors import InputError
 from ..nn.cache import CacheView
 from ..nn.transformer import MemoryKV
 
+# Decoder rows up to which the compiled step runs; beyond, eager products are as fast (bench/run.py --compile:
+# 40 rows, 5 beams x 8 clips, took 3.9 s compiled against 2.9 s eager).
+MAX_ROWS = 8
 _BUILDS = itertools.count()
 # Inductor options for these graphs only (the global config is left as it is).
 _OPTIONS = {"freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}
@@ -47,7 +50,8 @@ def check_compilable(model: nn.Module) -> None:
 
 
 class CompiledStep:
-    """model.step for one new token per row, run as a compiled graph; the model calls it from `step`."""
+    """model.step for one new token per row, run as a compiled graph; the model calls it from `step` for up to
+    MAX_ROWS rows."""
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -68,6 +72,10 @@ class CompiledStep:
     def is_current(self) -> bool:
         """Whether the weights are still those the graphs were compiled with."""
         return self._fingerprint() == self._weights
+
+    def takes(self, tokens: Tensor) -> bool:
+        """Whether this step runs compiled: one new token per row, at most MAX_ROWS rows."""
+        return tokens.shape[1] == 1 and tokens.shape[0] <= MAX_ROWS
 
     def __call__(self, tokens: Tensor, state) -> Tensor:
         memory = state.memory

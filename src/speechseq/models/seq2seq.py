@@ -79,7 +79,7 @@ class Seq2SeqMixin:
         return DecoderCacheState(memory, self.decoder.new_cache(rows, max_length, encoded.hidden))
 
     def step(self, tokens: Tensor, state: DecoderCacheState) -> Tensor:
-        if self.compiled_step is not None and tokens.shape[1] == 1 and not self.training:
+        if self.compiled_step is not None and self.compiled_step.takes(tokens) and not self.training:
             return self.compiled_step(tokens, state)
         hidden = self.decoder(tokens, state.memory, state.cache)
         return self.lm_head(hidden[:, -1])
