@@ -198,3 +198,30 @@ def test_folder_with_broken_files(s2t, tmp_path, capsys):
     assert main([*argv, "--output-format", "srt"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main([*argv, "--output-format", "srt", "--overwrite"]) == 2
+
+
+def test_bad_region_settings_are_refused(s2t):
+    from speechseq.errors import InputError
+
+    refused = {
+        "vad must be True, False or None": dict(vad="on"),
+        "max_region_s must be > 0": dict(max_region_s=0),
+        "max_region_s must be a number": dict(max_region_s="20"),
+        "chunk_length_s must be a number of seconds > 0": dict(chunk_length_s=-1.0),
+        "less than half of chunk_length_s": dict(chunk_length_s=2.0, stride_length_s=1.0),
+    }
+    for message, options in refused.items():
+        with pytest.raises(InputError, match=message):
+            Transcriber(s2t, **options)
+    with pytest.raises(InputError, match="VadOptions.aggressiveness must be 0, 1, 2 or 3"):
+        VadOptions(aggressiveness=5)
+    with pytest.raises(InputError, match="VadOptions.pad_s must be a number of seconds >= 0"):
+        VadOptions(pad_s=-0.1)
+
+
+def test_cli_version(capsys):
+    import speechseq
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"speechseq {speechseq.__version__}"

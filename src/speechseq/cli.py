@@ -23,6 +23,9 @@ _EXAMPLES = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechseq", description=_DESCRIPTION)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"speechseq {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_transcribe(commands)
     _add_eval(commands)

@@ -153,6 +153,24 @@ class Transcriber:
         self._set_regions(vad, vad_options, max_region_s, chunk_length_s, stride_length_s)
 
     def _set_regions(self, vad, vad_options, max_region_s, chunk_length_s, stride_length_s) -> None:
+        if vad not in (None, True, False):
+            raise InputError(f"vad must be True, False or None (only long inputs), got {vad!r}")
+        for name, value in (("max_region_s", max_region_s), ("stride_length_s", stride_length_s)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise InputError(f"{name} must be a number of seconds, got {value!r}")
+        if max_region_s is not None and not max_region_s > 0:
+            raise InputError(f"max_region_s must be > 0, got {max_region_s!r}")
+        if (
+            isinstance(chunk_length_s, bool)
+            or not isinstance(chunk_length_s, (int, float))
+            or not chunk_length_s > 0
+        ):
+            raise InputError(f"chunk_length_s must be a number of seconds > 0, got {chunk_length_s!r}")
+        if stride_length_s is not None and not 0 <= 2 * stride_length_s < chunk_length_s:
+            raise InputError(
+                f"stride_length_s ({stride_length_s}) must be >= 0 and less than half of chunk_length_s "
+                f"({chunk_length_s})"
+            )
         self.vad = vad
         default_max = 60.0 if self.is_ctc else 20.0
         self.vad_options = vad_options or VadOptions(max_region_s=max_region_s or default_max)

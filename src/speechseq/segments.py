@@ -39,6 +39,18 @@ class VadOptions:
     pad_s: float = 0.2  # audio kept on each side of the speech, at most min_silence_s
     max_region_s: float = 20.0  # longer speech is split at its quietest frame
 
+    def __post_init__(self) -> None:
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise InputError(f"VadOptions.aggressiveness must be 0, 1, 2 or 3, got {self.aggressiveness!r}")
+        if self.frame_ms not in (10, 20, 30):
+            raise InputError(f"VadOptions.frame_ms must be 10, 20 or 30 (webrtcvad), got {self.frame_ms!r}")
+        for name in ("min_speech_s", "min_silence_s", "pad_s", "max_region_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise InputError(f"VadOptions.{name} must be a number of seconds >= 0, got {value!r}")
+        if not self.max_region_s > 0:
+            raise InputError(f"VadOptions.max_region_s must be > 0, got {self.max_region_s!r}")
+
 
 class WebRtcVad:
     """Speech/non-speech decision for one frame with webrtcvad (the WebRTC GMM detector)."""
