@@ -406,3 +406,23 @@ def test_cli_classify_errors(ctc_checkpoint, classifier, recordings, tmp_path, c
     captured = capsys.readouterr()
     assert "missing.wav" in captured.err and "Traceback" not in captured.err
     assert len(json.loads(captured.out)) == 1
+
+
+def test_classify_a_bad_file_does_not_stop_the_others(classifier, recordings, tmp_path):
+    import soundfile as sf
+
+    from speechseq.classify import _batches, classify_files
+
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(50, np.float32), 16000)  # under one fbank frame
+    results = classify_files([short, recordings[0], tmp_path / "missing.wav"], classifier, top_k=1)
+    assert "short.wav" in results[0].error and "400 samples" in results[0].error
+    assert results[1].error is None and results[1].labels
+    assert "does not exist" in results[2].error
+    # Files are read a batch at a time, longest first, and long files do not share a batch of 8.
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(16000 * 100, np.float32), 16000)
+    from speechseq.classify import ClassifyResult
+
+    files = [ClassifyResult(str(p)) for p in (short, long, recordings[0], long, long)]
+    assert _batches(files, batch_size=8, rate=16000) == [[1, 3], [4, 2], [0]]  # padded to 100 s each

@@ -10,6 +10,7 @@ from torch import Tensor
 from .errors import AudioError, InputError
 
 HEADS = ("sequence_classification", "frame_classification", "xvector")
+_BATCH_SECONDS = 30.0  # padded audio per file a batch may hold on average
 
 
 @dataclass
@@ -53,31 +54,60 @@ def classify_files(
     extractor = load_feature_extractor(model_name_or_path)
     rate = extractor.sampling_rate
     results = [ClassifyResult(str(path)) for path in paths]
-    audio = _decode_all(results, rate)
-    order = sorted(audio, key=lambda i: len(audio[i]), reverse=True)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        inputs = {
-            k: v.to(device) for k, v in extractor([audio[i] for i in batch], sampling_rate=rate).items()
-        }
-        with torch.inference_mode():
-            output = model(inputs.pop(model.main_input_name), attention_mask=inputs.get("attention_mask"))
-            for row, index in enumerate(batch):
-                _describe(results[index], model, output, row, top_k, model.inputs_to_logits_ratio / rate)
+    for batch in _batches(results, batch_size, rate):
+        audio = _decode(results, batch, rate)
+        batch = [i for i in batch if i in audio]
+        try:
+            _classify(model, extractor, results, audio, batch, top_k, device)
+        except (AudioError, InputError):  # a clip too short for the model: the others still get labels
+            for index in batch:
+                try:
+                    _classify(model, extractor, results, audio, [index], top_k, device)
+                except (AudioError, InputError) as error:
+                    results[index].error = f"{results[index].file}: {error}"
     return results
 
 
-def _decode_all(results: list[ClassifyResult], rate: int) -> dict[int, object]:
-    """Decode every file at `rate`; a file that cannot be read gets its error and no waveform."""
+def _batches(results: list[ClassifyResult], batch_size: int, rate: int) -> list[list[int]]:
+    """Group files longest first (by their headers), at most batch_size per group and about batch_size x
+    _BATCH_SECONDS of padded audio, so that long files go alone instead of eight at once."""
+    from .audio.stream import audio_duration
+
+    seconds = {i: audio_duration(r.file) or 0.0 for i, r in enumerate(results)}
+    order = sorted(seconds, key=lambda i: seconds[i], reverse=True)
+    batches: list[list[int]] = []
+    for index in order:
+        batch = batches[-1] if batches else None
+        longest = seconds[batch[0]] if batch else 0.0
+        if batch and len(batch) < batch_size and (len(batch) + 1) * longest <= batch_size * _BATCH_SECONDS:
+            batch.append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def _decode(results: list[ClassifyResult], batch: list[int], rate: int) -> dict[int, object]:
+    """Decode the files of one batch at `rate`; a file that cannot be read gets its error and no waveform."""
     from . import load_audio
 
     audio = {}
-    for index, result in enumerate(results):
+    for index in batch:
         try:
-            audio[index] = load_audio(result.file, rate)
+            audio[index] = load_audio(results[index].file, rate)
         except AudioError as error:
-            result.error = str(error)
+            results[index].error = str(error)
     return audio
+
+
+@torch.inference_mode()
+def _classify(model, extractor, results, audio, batch: list[int], top_k: int, device) -> None:
+    if not batch:
+        return
+    rate = extractor.sampling_rate
+    inputs = {k: v.to(device) for k, v in extractor([audio[i] for i in batch], sampling_rate=rate).items()}
+    output = model(inputs.pop(model.main_input_name), attention_mask=inputs.get("attention_mask"))
+    for row, index in enumerate(batch):
+        _describe(results[index], model, output, row, top_k, model.inputs_to_logits_ratio / rate)
 
 
 def _describe(result: ClassifyResult, model, output, row: int, top_k: int, frame_seconds: float) -> None:
