@@ -77,9 +77,11 @@ def test_compiled_step_follows_weight_changes(tmp_path):
 
 
 @needs_compiler
-def test_learned_positions_decoder_compiled_matches_eager(tmp_path):
-    # MBart: learned positions with an offset, an embedding norm, a tied head; wav2vec2 samples in.
-    make_sed(tmp_path, "wav2vec2", "mbart")
+@pytest.mark.parametrize("decoder", ["mbart", "bert"])
+def test_learned_positions_decoder_compiled_matches_eager(tmp_path, decoder):
+    # MBart: learned positions with an offset, an embedding norm, a tied head. BERT: post-LN layers, token
+    # types, a transform head. wav2vec2 samples in.
+    make_sed(tmp_path, "wav2vec2", decoder)
     model = speechseq.load_model(tmp_path, compile=True)
     inputs, mask = audio("wav2vec2")
     options = dict(num_beams=2, max_new_tokens=8, min_new_tokens=8)  # beams reorder the cache too
@@ -117,3 +119,17 @@ def test_cli_compile_refusal_is_one_line(tmp_path, capsys):
     assert main(["transcribe", str(clip), "--model", str(folder), "--compile", "--quantize", "int8"]) == 2
     err = capsys.readouterr().err
     assert "compile is built for float32" in err and "Traceback" not in err
+
+
+@needs_compiler
+def test_graph_limit_falls_back_to_eager(tmp_path, monkeypatch):
+    from speechseq.models import compiled
+
+    make_s2t(tmp_path, sharpen=20.0, tie_word_embeddings=False)
+    model = speechseq.load_model(tmp_path, compile=True)
+    monkeypatch.setattr(compiled, "_GRAPH_LIMIT", 0)  # as if the process already held every graph it may
+    features, mask = random_features([90, 50], seed=4)
+    with pytest.warns(UserWarning, match="decodes eagerly from now on"):
+        actual = model.generate(features, attention_mask=mask, max_new_tokens=6)
+    assert torch.equal(actual, _eager(model, features, attention_mask=mask, max_new_tokens=6))
+    assert not model.compiled_step.takes(features[:, :1, 0].long())

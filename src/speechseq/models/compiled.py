@@ -14,9 +14,11 @@ recompilation.
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import torch
 from torch import Tensor, nn
+from torch._dynamo import config as dynamo_config
 from torch._inductor import config as inductor_config
 
 from ..errors import InputError
@@ -26,6 +28,7 @@ from ..nn.transformer import MemoryKV
 # Decoder rows up to which the compiled step runs; beyond, eager products are as fast (bench/run.py --compile:
 # 40 rows, 5 beams x 8 clips, took 3.9 s compiled against 2.9 s eager).
 MAX_ROWS = 8
+_GRAPH_LIMIT = 64  # compiled graphs per process (dynamo's default limit, 8, is reached by 2 models)
 _BUILDS = itertools.count()
 # Inductor options for these graphs only (the global config is left as it is).
 _OPTIONS = {"freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}
@@ -61,6 +64,7 @@ class CompiledStep:
         self._build = next(_BUILDS)
         self._run = torch.compile(_Step(model.decoder, model.lm_head), dynamic=False, fullgraph=True)
         self._weights = self._fingerprint()
+        self._exhausted = False  # set once the process holds _GRAPH_LIMIT graphs
 
     def _parameters(self) -> list[Tensor]:
         return [*self.model.decoder.parameters(), *self.model.lm_head.parameters()]
@@ -75,7 +79,7 @@ class CompiledStep:
 
     def takes(self, tokens: Tensor) -> bool:
         """Whether this step runs compiled: one new token per row, at most MAX_ROWS rows."""
-        return tokens.shape[1] == 1 and tokens.shape[0] <= MAX_ROWS
+        return tokens.shape[1] == 1 and tokens.shape[0] <= MAX_ROWS and not self._exhausted
 
     def __call__(self, tokens: Tensor, state) -> Tensor:
         memory = state.memory
@@ -84,18 +88,30 @@ class CompiledStep:
         if memory.mask is not None:
             torch._dynamo.maybe_mark_dynamic(memory.mask, 3)
         cache = state.cache.view()
-        with inductor_config.patch(_OPTIONS):  # options are read when a call compiles
-            logits = self._run(
-                tokens,
-                cache.past,
-                cache.keys,
-                cache.values,
-                memory.keys,
-                memory.values,
-                memory.mask,
-                memory.group,
-                self._build,
+        tokens = tokens.contiguous()  # a beam search feeds a strided column; one layout, one graph
+        try:
+            # Options are read when a call compiles. Graphs of every model and shape count against one limit.
+            with inductor_config.patch(_OPTIONS), dynamo_config.patch(recompile_limit=_GRAPH_LIMIT):
+                logits = self._run(
+                    tokens,
+                    cache.past,
+                    cache.keys,
+                    cache.values,
+                    memory.keys,
+                    memory.values,
+                    memory.mask,
+                    memory.group,
+                    self._build,
+                )
+        except torch._dynamo.exc.FailOnRecompileLimitHit:
+            # Nothing ran: the step is taken eagerly, as are all later ones of this model.
+            warnings.warn(
+                f"speechseq: {_GRAPH_LIMIT} compiled decoder graphs exist in this process (models x batch "
+                "shapes); this model decodes eagerly from now on",
+                stacklevel=2,
             )
+            self._exhausted = True
+            return self.model.eager_step(tokens, state)
         state.cache.advance(tokens.shape[1])
         return logits
 

@@ -81,6 +81,10 @@ class Seq2SeqMixin:
     def step(self, tokens: Tensor, state: DecoderCacheState) -> Tensor:
         if self.compiled_step is not None and self.compiled_step.takes(tokens) and not self.training:
             return self.compiled_step(tokens, state)
+        return self.eager_step(tokens, state)
+
+    def eager_step(self, tokens: Tensor, state: DecoderCacheState) -> Tensor:
+        """One decoder step in eager mode (what `step` runs when nothing is compiled)."""
         hidden = self.decoder(tokens, state.memory, state.cache)
         return self.lm_head(hidden[:, -1])
 
