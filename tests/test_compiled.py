@@ -119,6 +119,13 @@ def test_cli_compile_refusal_is_one_line(tmp_path, capsys):
     assert main(["transcribe", str(clip), "--model", str(folder), "--compile", "--quantize", "int8"]) == 2
     err = capsys.readouterr().err
     assert "compile is built for float32" in err and "Traceback" not in err
+    if _has_compiler():
+        clips = [clip, make_recording(tmp_path / "other.wav", seconds=2.5)]
+        run = ["transcribe", *map(str, clips), "--model", str(folder), "--num-beams", "2"]
+        assert main(run) == 0
+        eager = capsys.readouterr().out
+        assert main([*run, "--compile"]) == 0
+        assert capsys.readouterr().out == eager and eager.strip()
 
 
 @needs_compiler
