@@ -225,3 +225,10 @@ def test_cli_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"speechseq {speechseq.__version__}"
+
+
+def test_integer_tensors_are_refused_like_integer_arrays(s2t):
+    samples = torch.full((16000,), 1000, dtype=torch.int16)  # was cast to float: samples of 1000.0
+    for audio in (samples, ("clip", samples)):
+        (segment,) = Transcriber(s2t, max_new_tokens=2).transcribe(audio)
+        assert "got int16; divide by 32768" in segment.error

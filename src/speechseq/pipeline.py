@@ -86,7 +86,9 @@ def expand_inputs(inputs) -> list[Source]:
 
 def _waveform_or_path(audio):
     if isinstance(audio, torch.Tensor):
-        return audio.detach().cpu().float().numpy()
+        audio = audio.detach().cpu()
+        # Only floating tensors become float32; integer samples stay integers, for the check that refuses them.
+        return (audio.float() if audio.is_floating_point() else audio).numpy()
     return audio
 
 
