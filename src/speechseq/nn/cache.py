@@ -67,7 +67,7 @@ class KVCache:
             # The view's attention reads every position, weighting the unwritten ones by exactly 0; 0 times
             # whatever torch.empty left there could be NaN.
             self._both.narrow(4, self.length, self.capacity - self.length).zero_()
-            self._finite = True
+            self._spare, self._finite = None, True  # a spare made before is remade zeroed on first need
         position = torch.tensor(self.length, device=self._both.device)
         return CacheView(self.keys, self.values, position)
 
