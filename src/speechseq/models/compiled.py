@@ -38,8 +38,12 @@ def check_compilable(model: nn.Module) -> None:
     """Refuse what the compiled step is not built or tested for, before any work."""
     import shutil
 
-    from torch._inductor import cpp_builder
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
 
+        _ = torch._dynamo.exc.FailOnRecompileLimitHit, dynamo_config.recompile_limit
+    except (ImportError, AttributeError) as error:
+        raise InputError(f"compile needs torch 2.7 or later (this is {torch.__version__})") from error
     if any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules()):
         raise InputError("compile is built for float32 weights; this model is quantized to int8")
     weight = next(model.decoder.parameters())
@@ -47,7 +51,7 @@ def check_compilable(model: nn.Module) -> None:
         raise InputError(f"compile is built for CPU decoding; the model is on {weight.device}")
     if weight.dtype != torch.float32:
         raise InputError(f"compile is built for float32 weights, not {weight.dtype}")
-    compiler = cpp_builder.get_cpp_compiler()
+    compiler = get_cpp_compiler()
     if shutil.which(compiler) is None:
         raise InputError(f"compile needs a C++ compiler for torch inductor ({compiler!r} is not on PATH)")
 
