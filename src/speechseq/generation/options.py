@@ -98,17 +98,19 @@ def check_token_ids(o: GenerationOptions, vocab_size: int | None) -> None:
     if vocab_size is None:
         return
     named = [(name, getattr(o, name)) for name in _TOKEN_IDS]
-    for name in _TOKEN_LISTS:
-        value = getattr(o, name)
-        flat = [value] if isinstance(value, int) else [i for item in value or () for i in _ids(item)]
-        named += [(name, i) for i in flat]
+    named += [(name, i) for name in _TOKEN_LISTS for i in _flat_ids(getattr(o, name))]
     for name, token in named:
         if token is not None and not 0 <= token < vocab_size:
             raise InputError(f"{name} {token} is not a token id of this model (0 to {vocab_size - 1})")
 
 
-def _ids(item) -> list:
-    return list(item) if isinstance(item, (list, tuple)) else [item]
+def _flat_ids(value) -> list:
+    """The ids of a token-list option: one int, a list of ints, or (bad_words_ids) a list of lists."""
+    if value is None:
+        return []
+    if isinstance(value, int) or not isinstance(value, (list, tuple)):
+        return [value]
+    return [i for item in value for i in (item if isinstance(item, (list, tuple)) else [item])]
 
 
 def _check_types(o: GenerationOptions) -> None:
@@ -117,13 +119,7 @@ def _check_types(o: GenerationOptions) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InputError(f"{name} must be an integer, got {value!r}")
     for name in _TOKEN_LISTS:
-        items = getattr(o, name)
-        if items is None:
-            continue
-        items = [items] if isinstance(items, int) else items
-        if not isinstance(items, (list, tuple)) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for item in items for i in _ids(item)
-        ):
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in _flat_ids(getattr(o, name))):
             raise InputError(f"{name} must be token ids (ints, or lists of ints), got {getattr(o, name)!r}")
 
 

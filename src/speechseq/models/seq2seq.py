@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ..errors import InputError
 from ..nn.cache import KVCache
 from ..nn.transformer import MemoryKV
+from ..training.losses import out_of_range
 from .protocols import EncoderOutput
 
 
@@ -102,9 +103,8 @@ class Seq2SeqMixin:
             raise InputError("no audio features given: pass input_features (or input_values)")
         vocab = self.lm_head.out_features
         for name, ids, ignored in (("labels", labels, -100), ("decoder_input_ids", decoder_input_ids, None)):
-            kept = ids if ids is None or ignored is None else ids[ids != ignored]
-            if kept is not None and kept.numel() and (int(kept.max()) >= vocab or int(kept.min()) < 0):
-                bad = int(kept.max()) if int(kept.max()) >= vocab else int(kept.min())
+            bad = None if ids is None else out_of_range(ids, vocab, ignored)
+            if bad is not None:
                 raise InputError(f"{name} hold id {bad}, but the decoder vocabulary has {vocab} tokens")
         if decoder_input_ids is None:
             if labels is None:

@@ -54,9 +54,7 @@ class KVCache:
         """Causal keep-mask (steps, length + steps) for the new queries; None for one query (it sees all)."""
         if steps == 1:
             return None
-        keys = torch.arange(self.length + steps, device=self._both.device)
-        queries = torch.arange(steps, device=self._both.device) + self.length
-        return keys[None, :] <= queries[:, None]
+        return causal_keep_mask(self.length + steps, self.length, steps, self._both.device)
 
     def advance(self, steps: int) -> None:
         self.length += steps
@@ -118,9 +116,14 @@ class CacheView:
         return self.keys[layer], self.values[layer]
 
     def mask(self, steps: int) -> Tensor:
-        keys = torch.arange(self.keys.shape[3], device=self.keys.device)
-        queries = torch.arange(steps, device=self.keys.device) + self.past
-        return keys[None, :] <= queries[:, None]
+        return causal_keep_mask(self.keys.shape[3], self.past, steps, self.keys.device)
 
     def advance(self, steps: int) -> None:
         pass
+
+
+def causal_keep_mask(num_keys: int, past: int | Tensor, steps: int, device: torch.device) -> Tensor:
+    """Keep-mask (steps, num_keys): query t (at position past + t) sees the keys at positions <= its own."""
+    keys = torch.arange(num_keys, device=device)
+    queries = torch.arange(steps, device=device) + past
+    return keys[None, :] <= queries[:, None]

@@ -8,11 +8,20 @@ from torch import Tensor, nn
 from ..errors import InputError
 
 
+def out_of_range(ids: Tensor, size: int, ignore_index: int | None = None) -> int | None:
+    """The first bad value of ids outside 0..size-1 (ignore_index aside): the smallest if negative, else the
+    largest; None when every id is in range."""
+    kept = ids if ignore_index is None else ids[ids != ignore_index]
+    if not kept.numel():
+        return None
+    low, high = int(kept.min()), int(kept.max())
+    return low if low < 0 else high if high >= size else None
+
+
 def _check_labels(labels: Tensor, classes: int, what: str, ignore_index: int | None = None) -> None:
     """Refuse label ids outside 0..classes-1 (but ignore_index), naming them, before the loss indexes with them."""
-    kept = labels if ignore_index is None else labels[labels != ignore_index]
-    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= classes):
-        bad = int(kept.min()) if int(kept.min()) < 0 else int(kept.max())
+    bad = out_of_range(labels, classes, ignore_index)
+    if bad is not None:
         raise InputError(f"labels hold {bad}, not one of the {classes} {what} (0 to {classes - 1})")
 
 
