@@ -18,6 +18,7 @@ import torch
 
 from .errors import AudioError, InputError, check_finite
 from .generation.ctc import ctc_transcripts, greedy_ctc
+from .nn.masks import lengths_to_padding_mask
 from .segments import Region, VadOptions, fixed_regions, speech_regions, strided_chunks
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".mp4", ".mkv", ".wma"}
@@ -299,10 +300,8 @@ class Transcriber:
             batch = order[start : start + self.batch_size]
             features, mask = self._features([chunk[2] for chunk in batch])
             output = self.model(features, attention_mask=mask)
-            padded = None
-            if output.lengths is not None:
-                positions = torch.arange(output.logits.shape[1], device=output.logits.device)
-                padded = positions[None, :] >= output.lengths[:, None]
+            lengths = output.lengths
+            padded = None if lengths is None else lengths_to_padding_mask(lengths, output.logits.shape[1])
             check_finite(output.logits, "the CTC model's output", padded)
             for chunk, labels in zip(batch, greedy_ctc(output.logits, output.lengths), strict=True):
                 frames[chunk[0], chunk[1]] = _drop_context(labels, *chunk[2:], ratio)
