@@ -12,6 +12,7 @@ from speechseq import checkpoints
 from speechseq.checkpoints import StoredTensor, load_into, read_weights, skip_init
 from speechseq.errors import CheckpointError
 from speechseq.keymap import KeyMap
+from speechseq.nn import native
 from speechseq.nn.linear import Linear
 
 IDENTITY = KeyMap([("", "")])
@@ -62,7 +63,10 @@ def test_truncated_safetensors_are_refused(tmp_path):
         read_weights(tmp_path)
 
 
-def test_skip_init_draws_nothing_and_loading_keeps_the_layout():
+@pytest.mark.parametrize("kernel", [True, False])
+def test_skip_init_draws_nothing_and_loading_keeps_the_layout(kernel, monkeypatch):
+    # Without the few-row kernel, wide Linear weights are stored transposed (nn/linear.py).
+    monkeypatch.setattr(native, "available", lambda: kernel)
     torch.manual_seed(0)
     reference = nn.Sequential(Linear(4, 6), nn.LayerNorm(6), Linear(6, 3), nn.Embedding(5, 3, padding_idx=1))
     rng = torch.random.get_rng_state()
@@ -71,7 +75,7 @@ def test_skip_init_draws_nothing_and_loading_keeps_the_layout():
     assert torch.equal(torch.random.get_rng_state(), rng)
     state = {name: StoredTensor.of(tensor.clone()) for name, tensor in reference.state_dict().items()}
     load_into(model, state, IDENTITY, "test")
-    assert model[0].weight.stride() == (1, 6) and model[2].weight.is_contiguous()
+    assert model[0].weight.stride() == ((4, 1) if kernel else (1, 6)) and model[2].weight.is_contiguous()
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, reference.state_dict()[name]), name
     assert not any(hasattr(param, "_speechseq_deferred_init") for param in model.parameters())
@@ -95,5 +99,7 @@ def test_load_model_keeps_wide_weights_column_major(tmp_path):
     hf = make_s2t(tmp_path)
     model = speechseq.load_model(tmp_path)
     wide = [m for m in model.modules() if isinstance(m, Linear) and m.out_features >= m.in_features]
-    assert wide and all(m.weight.stride() == (1, m.out_features) for m in wide)
+    # Column-major without the few-row kernel, which reads the usual row-major layout faster (nn/linear.py).
+    stride = (lambda m: (m.in_features, 1)) if native.available() else (lambda m: (1, m.out_features))
+    assert wide and all(m.weight.stride() == stride(m) for m in wide)
     assert torch.equal(model.lm_head.weight, hf.lm_head.weight)

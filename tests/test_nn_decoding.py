@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
+from speechseq.nn import native
 from speechseq.nn.attention import MultiHeadAttention
 from speechseq.nn.cache import KVCache
 from speechseq.nn.linear import Linear
 from speechseq.nn.transformer import MemoryKV
 
 
-def test_linear_layout_changes_nothing_but_strides():
+@pytest.mark.parametrize("kernel", [True, False])
+def test_linear_layout_changes_nothing_but_strides(kernel, monkeypatch):
+    # Wide weights are stored transposed where the few-row kernel is not built (nn/linear.py).
+    monkeypatch.setattr(native, "available", lambda: kernel)
     torch.manual_seed(0)
     wide, narrow = Linear(8, 24), Linear(24, 8)
-    assert wide.weight.stride() == (1, 24) and narrow.weight.is_contiguous()
+    layout = (8, 1) if kernel else (1, 24)
+    assert wide.weight.stride() == layout and narrow.weight.is_contiguous()
     reference = nn.Linear(8, 24)
     reference.load_state_dict(wide.state_dict())
     features = torch.randn(3, 5, 8)
     assert torch.allclose(wide(features), reference(features), atol=1e-6)
     new = {name: torch.randn_like(value) for name, value in wide.state_dict().items()}
     wide.load_state_dict(new)
-    assert wide.weight.stride() == (1, 24) and torch.equal(wide.weight, new["weight"])
+    assert wide.weight.stride() == layout and torch.equal(wide.weight, new["weight"])
 
 
 def test_cache_reorder_selects_rows_across_growth():

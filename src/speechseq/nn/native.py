@@ -1,0 +1,173 @@
+"""The few-row product kernel (few_rows.c): built once with the system's C compiler, loaded with ctypes.
+
+A decoding step multiplies 1 to 8 rows per sequence (greedy, beams) by every weight matrix, where MKL reads
+a weight about once per two rows and pays more per call than the product takes; `few_rows.c` reads each
+weight once for all rows. The library is compiled on first use into the user's cache folder
+(`$SPEECHSEQ_CACHE`, else `$XDG_CACHE_HOME/speechseq`, else `~/.cache/speechseq`), named by a hash of
+the source and flags, and reused by later processes. Without a C compiler, on a CPU without AVX2 and FMA,
+or with `SPEECHSEQ_NATIVE=0`, `few_rows_linear` returns None and callers use F.linear.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("few_rows.c")
+FLAGS = ("-O3", "-mavx2", "-mfma", "-pthread", "-shared", "-fPIC")
+MAX_ROWS = 48  # from about 40 rows MKL's blocked products are as fast (README, Performance)
+# Products run on torch.get_num_threads() threads (few_rows.c's own, which spin 0.2 ms between products)
+# from a weight of 2**16 elements or 2**20 multiply-adds; smaller ones on the calling thread alone.
+THREADED_WEIGHT, THREADED_WORK = 1 << 16, 1 << 20
+
+_library: ctypes.CDLL | None = None
+_kernel = None
+_threads = torch.get_num_threads
+_tried = False
+
+
+def _cache_folder() -> Path:
+    if os.environ.get("SPEECHSEQ_CACHE"):
+        return Path(os.environ["SPEECHSEQ_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "speechseq"
+
+
+def _cpu_supported() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _build() -> Path:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise OSError("no C compiler (cc, gcc or $CC) found")
+    source = SOURCE.read_bytes()
+    digest = hashlib.sha256(source + " ".join(FLAGS).encode() + compiler.encode()).hexdigest()[:16]
+    target = _cache_folder() / f"few_rows-{digest}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Compile beside the target and rename, so that concurrent processes never load a half-written file.
+    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
+    os.close(fd)
+    try:
+        result = subprocess.run(
+            [compiler, *FLAGS, str(SOURCE), "-o", partial], capture_output=True, text=True, timeout=120
+        )
+        if result.returncode != 0:
+            raise OSError(f"{compiler} failed on {SOURCE.name}: {result.stderr.strip()[-500:]}")
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return target
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel library, building it on the first call; None where it cannot be used."""
+    global _library, _kernel, _tried
+    if _tried:
+        return _library
+    _tried = True
+    if os.environ.get("SPEECHSEQ_NATIVE", "1") == "0" or not _cpu_supported():
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build()))
+    except (OSError, subprocess.SubprocessError) as error:
+        logger.info("few-row kernel unavailable, using F.linear: %s", error)
+        return None
+    pointer, size = ctypes.c_void_p, ctypes.c_long
+    lib.speechseq_few_rows_linear.argtypes = [
+        pointer,
+        size,
+        size,
+        pointer,
+        size,
+        ctypes.c_int,
+        pointer,
+        pointer,
+        ctypes.c_int,
+    ]
+    lib.speechseq_few_rows_linear.restype = None
+    _library, _kernel = lib, lib.speechseq_few_rows_linear
+    return lib
+
+
+def available() -> bool:
+    return library() is not None
+
+
+def few_rows_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
+    """x @ weight.T + bias through the kernel, or None where it does not apply (callers use F.linear).
+
+    It applies to CPU float32 inference (no gradient wanted) of at most MAX_ROWS rows, with the weight
+    stored (out, in) or (in, out) without gaps and the bias, if any, contiguous.
+    """
+    float32 = torch.float32
+    if x.dtype is not float32 or weight.dtype is not float32 or not (x.is_cpu and weight.is_cpu):
+        return None
+    if weight.ndim != 2:
+        return None
+    out_features, in_features = weight.shape
+    if x.shape[-1] != in_features or in_features == 0:
+        return None
+    rows = x.numel() // in_features
+    if rows == 0 or rows > MAX_ROWS:
+        return None
+    if torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    ):
+        return None
+    if bias is not None and (
+        bias.dtype is not float32
+        or not bias.is_cpu
+        or bias.shape != (out_features,)
+        or not bias.is_contiguous()
+    ):
+        return None
+    if weight.is_contiguous():
+        transposed = 0
+    elif weight.t().is_contiguous():
+        transposed = 1
+    else:
+        return None
+    if not _tried:
+        library()
+    kernel = _kernel
+    if kernel is None:
+        return None
+    x = x.contiguous()
+    shape = list(x.shape)
+    shape[-1] = out_features
+    out = torch.empty(shape, dtype=float32)
+    size = out_features * in_features
+    threads = _threads() if size >= THREADED_WEIGHT or rows * size >= THREADED_WORK else 1
+    kernel(
+        x.data_ptr(),
+        rows,
+        in_features,
+        weight.data_ptr(),
+        out_features,
+        transposed,
+        None if bias is None else bias.data_ptr(),
+        out.data_ptr(),
+        threads,
+    )
+    return out
