@@ -4,6 +4,7 @@
    Each block of rows runs over a narrow panel of weight columns while the panel is in L1, so every weight
    is read from memory once for all rows (MKL reads it about once per two rows at 2-8 rows), and the
    accumulators are split across output columns and rows so that no FMA waits on the one before it.
+   One row reads an (out, in) weight row after row, in memory order, which the prefetchers stream best.
    Columns are shared out between threads in equal contiguous ranges; each thread writes only its own.
    The threads are this file's own (not OpenMP's, whose pool hangs a forked child): they spin briefly
    between products, so the 50 products of a decoding step do not each pay for waking a sleeping thread,
@@ -21,6 +22,25 @@ static inline float hsum(__m256 v) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/* The sums of 8 (or 4) accumulators at once, in order: a few hadds instead of a reduction each. */
+static inline __m256 hsum8(const __m256* a) {
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+static inline __m128 hsum4(const __m256* a) {
+    __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+
+static inline void hsums(const __m256* a, int count, float* out) {
+    int i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(out + i, hsum8(a + i));
+    for (; i + 4 <= count; i += 4) _mm_storeu_ps(out + i, hsum4(a + i));
+    for (; i < count; i++) out[i] = hsum(a[i]);
 }
 
 /* Weight stored (in, out): wt[k * N + n]. Rows m < MR of y[:, n:n + 8 * NV] = x @ wt + b. */
@@ -70,14 +90,16 @@ KN(1, 8) KN(2, 4) KN(1, 2) KN(2, 2) KN(3, 2) KN(4, 2) KN(5, 2) KN(6, 2)
                 for (int o = 0; o < NO; o++) acc[m][o] = _mm256_fmadd_ps(xv, wv[o], acc[m][o]);       \
             }                                                                                         \
         }                                                                                             \
+        float sums[MR * NO];                                                                          \
+        hsums(&acc[0][0], MR * NO, sums);                                                             \
         for (int m = 0; m < MR; m++)                                                                  \
             for (int o = 0; o < NO; o++) {                                                            \
-                float s = hsum(acc[m][o]);                                                            \
+                float s = sums[m * NO + o];                                                           \
                 for (long r = k; r < K; r++) s += x[m * K + r] * w[(n + o) * K + r];                  \
                 y[m * N + n + o] = s + (b ? b[n + o] : 0.f);                                          \
             }                                                                                         \
     }
-NK(1, 8) NK(2, 4) NK(1, 1) NK(1, 2) NK(2, 2) NK(3, 2) NK(4, 2) NK(5, 2) NK(6, 2)
+NK(2, 4) NK(1, 1) NK(1, 2) NK(2, 2) NK(3, 2) NK(4, 2) NK(5, 2) NK(6, 2)
 
 typedef void (*block_fn)(const float*, long, const float*, long, const float*, float*, long);
 static const block_fn kn_rows[7] = {0, kn_1_2, kn_2_2, kn_3_2, kn_4_2, kn_5_2, kn_6_2};
@@ -109,10 +131,43 @@ static void kn_cols(const float* x, long M, long K, const float* wt, long N, con
         }
 }
 
+/* One row, weight stored (out, in): each weight row is read start to end, so the whole weight streams
+   in memory order; four accumulators along k keep the FMAs independent. */
+static void nk_one_row(const float* x, long K, const float* w, const float* b, float* y, long n0, long n1) {
+    __m256 part[8];
+    long n = n0;
+    while (n < n1) {
+        int count = n1 - n < 8 ? (int)(n1 - n) : 8;
+        for (int o = 0; o < count; o++) {
+            const float* row = w + (n + o) * K;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            long k = 0;
+            for (; k + 32 <= K; k += 32) {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(row + k), a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), _mm256_loadu_ps(row + k + 8), a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 16), _mm256_loadu_ps(row + k + 16), a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 24), _mm256_loadu_ps(row + k + 24), a3);
+            }
+            for (; k + 8 <= K; k += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(row + k), a0);
+            part[o] = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+            float tail = 0.f;
+            for (; k < K; k++) tail += x[k] * row[k];
+            part[o] = _mm256_add_ps(part[o], _mm256_setr_ps(tail, 0, 0, 0, 0, 0, 0, 0));
+        }
+        float sums[8];
+        hsums(part, count, sums);
+        for (int o = 0; o < count; o++) y[n + o] = sums[o] + (b ? b[n + o] : 0.f);
+        n += count;
+    }
+}
+
 /* Columns [n0, n1) of every row of y = x @ w.T + b, w stored (out, in). */
 static void nk_cols(const float* x, long M, long K, const float* w, long N, const float* b, float* y, long n0, long n1) {
     long n = n0;
-    if (M == 1) for (; n + 8 <= n1; n += 8) nk_1_8(x, K, w, N, b, y, n);
+    if (M == 1) {
+        nk_one_row(x, K, w, b, y, n0, n1);
+        return;
+    }
     if (M == 2) for (; n + 4 <= n1; n += 4) nk_2_4(x, K, w, N, b, y, n);
     for (; n + 2 <= n1; n += 2) over_row_blocks(nk_rows, x, M, K, w, N, b, y, n);
     for (; n < n1; n++)
