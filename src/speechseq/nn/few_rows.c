@@ -64,12 +64,7 @@ static inline void hsums(const __m256* a, int count, float* out) {
     }
 KN(1, 8) KN(2, 4) KN(1, 2) KN(2, 2) KN(3, 2) KN(4, 2) KN(5, 2) KN(6, 2)
 
-#ifndef HINT
-#define HINT _MM_HINT_T0
-#endif
-#ifndef PREFETCH
-#define PREFETCH 2048
-#endif
+#define PREFETCH 2048 /* floats ahead of each weight row's stream */
 
 /* Weight stored (out, in): w[n * K + k]. Rows m < MR of y[:, n:n + NO] = x @ w.T + b. */
 #define NK(MR, NO)                                                                                    \
@@ -83,7 +78,7 @@ KN(1, 8) KN(2, 4) KN(1, 2) KN(2, 2) KN(3, 2) KN(4, 2) KN(5, 2) KN(6, 2)
             __m256 wv[NO];                                                                            \
             if ((k & 15) == 0)                                                                        \
                 for (int o = 0; o < NO; o++)                                                          \
-                    _mm_prefetch((const char*)(w + (n + o) * K + k + PREFETCH), HINT);         \
+                    _mm_prefetch((const char*)(w + (n + o) * K + k + PREFETCH), _MM_HINT_T0); \
             for (int o = 0; o < NO; o++) wv[o] = _mm256_loadu_ps(w + (n + o) * K + k);                \
             for (int m = 0; m < MR; m++) {                                                            \
                 __m256 xv = _mm256_loadu_ps(x + m * K + k);                                           \

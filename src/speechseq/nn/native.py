@@ -32,8 +32,7 @@ MAX_ROWS = 48  # from about 40 rows MKL's blocked products are as fast (README, 
 # from a weight of 2**16 elements or 2**20 multiply-adds; smaller ones on the calling thread alone.
 THREADED_WEIGHT, THREADED_WORK = 1 << 16, 1 << 20
 
-_library: ctypes.CDLL | None = None
-_kernel = None
+_kernel = None  # the library's entry point, once loaded
 _threads = torch.get_num_threads
 _tried = False
 
@@ -80,38 +79,28 @@ def _build() -> Path:
     return target
 
 
-def library() -> ctypes.CDLL | None:
-    """The loaded kernel library, building it on the first call; None where it cannot be used."""
-    global _library, _kernel, _tried
+def _load():
+    """The kernel's entry point, building the library on the first call; None where it cannot be used."""
+    global _kernel, _tried
     if _tried:
-        return _library
+        return _kernel
     _tried = True
     if os.environ.get("SPEECHSEQ_NATIVE", "1") == "0" or not _cpu_supported():
         return None
     try:
-        lib = ctypes.CDLL(str(_build()))
+        kernel = ctypes.CDLL(str(_build())).speechseq_few_rows_linear
     except (OSError, subprocess.SubprocessError) as error:
         logger.info("few-row kernel unavailable, using F.linear: %s", error)
         return None
-    pointer, size = ctypes.c_void_p, ctypes.c_long
-    lib.speechseq_few_rows_linear.argtypes = [
-        pointer,
-        size,
-        size,
-        pointer,
-        size,
-        ctypes.c_int,
-        pointer,
-        pointer,
-        ctypes.c_int,
-    ]
-    lib.speechseq_few_rows_linear.restype = None
-    _library, _kernel = lib, lib.speechseq_few_rows_linear
-    return lib
+    pointer, size, integer = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
+    kernel.argtypes = [pointer, size, size, pointer, size, integer, pointer, pointer, integer]
+    kernel.restype = None
+    _kernel = kernel
+    return kernel
 
 
 def available() -> bool:
-    return library() is not None
+    return _load() is not None
 
 
 def few_rows_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
@@ -148,9 +137,7 @@ def few_rows_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | 
         transposed = 1
     else:
         return None
-    if not _tried:
-        library()
-    kernel = _kernel
+    kernel = _kernel if _tried else _load()
     if kernel is None:
         return None
     x = x.contiguous()
