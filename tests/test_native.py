@@ -151,7 +151,7 @@ def test_failed_build_falls_back_to_f_linear(tmp_path):
 def test_built_once_into_the_cache(tmp_path):
     assert _run(PROBE, SPEECHSEQ_CACHE=str(tmp_path)) == "True True"
     built = sorted(Path(tmp_path).iterdir())
-    assert len(built) == 1 and built[0].name.startswith("few_rows-") and built[0].suffix == ".so"
+    assert len(built) == 1 and built[0].name.startswith("speechseq-native-") and built[0].suffix == ".so"
     stamp = built[0].stat().st_mtime_ns
     assert _run(PROBE, SPEECHSEQ_CACHE=str(tmp_path)) == "True True"
     assert sorted(Path(tmp_path).iterdir()) == built and built[0].stat().st_mtime_ns == stamp

@@ -45,6 +45,13 @@ class KVCache:
         layer_values.narrow(2, self.length, steps).copy_(values)
         return layer_keys.narrow(2, 0, self.length + steps), layer_values.narrow(2, 0, self.length + steps)
 
+    def writable(self, steps: int) -> Tensor:
+        """The whole buffer (2, layers, B, H, capacity, Dh), with room for `steps` more positions, for a step
+        that writes its keys and values at `length` itself (nn/native_decoder.py)."""
+        if self.length + steps > self.capacity:
+            self._grow(self.length + steps)
+        return self._both
+
     @property
     def past(self) -> int:
         """Positions already cached (what the decoder's position encoding counts from)."""

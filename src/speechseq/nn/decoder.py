@@ -6,6 +6,7 @@ import math
 
 from torch import Tensor, nn
 
+from . import native_decoder
 from .cache import KVCache
 from .transformer import DecoderLayer, LayerSpec, MemoryKV, build_memory, self_attention_mask
 
@@ -71,8 +72,15 @@ class TransformerDecoder(nn.Module):
         mask = (
             None if cache is not None else self_attention_mask(padding_mask, tokens.shape[1], tokens.device)
         )
-        for index, layer in enumerate(self.layers):
-            hidden = layer(hidden, memory, index, mask, cache)
+        stepped = None
+        if isinstance(cache, KVCache) and tokens.shape[1] == 1 and not self.training:
+            # One token per row: every layer in one native call, where it applies (nn/native_decoder.py).
+            stepped = native_decoder.step(self, memory, hidden.contiguous(), cache)
+        if stepped is not None:
+            hidden = stepped
+        else:
+            for index, layer in enumerate(self.layers):
+                hidden = layer(hidden, memory, index, mask, cache)
         if cache is not None:
             cache.advance(tokens.shape[1])
         return hidden if self.final_norm is None else self.final_norm(hidden)

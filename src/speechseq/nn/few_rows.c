@@ -17,6 +17,8 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "native.h"
+
 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -173,22 +175,25 @@ typedef struct {
     const float *x, *w, *b;
     float* y;
     long M, K, N, unit, units;
-    int transposed, parts;
+    int transposed;
 } job_t;
 
-static void run_part(const job_t* job, int part) {
-    long n0 = (job->units * part / job->parts) * job->unit;
-    long n1 = (job->units * (part + 1) / job->parts) * job->unit;
+static void run_part(const void* arg, int part, int parts) {
+    const job_t* job = arg;
+    long n0 = (job->units * part / parts) * job->unit;
+    long n1 = (job->units * (part + 1) / parts) * job->unit;
     if (n1 > job->N) n1 = job->N;
     if (job->transposed) kn_cols(job->x, job->M, job->K, job->w, job->N, job->b, job->y, n0, n1);
     else nk_cols(job->x, job->M, job->K, job->w, job->N, job->b, job->y, n0, n1);
 }
 
-/* The pool: workers 1..started-1 (the caller is part 0). A job is published by bumping `generation`;
+/* The pool: workers 1..started-1 (the caller is part 0). A task is published by bumping `generation`;
    every started worker then runs its part (if it has one) and counts itself off `remaining`. */
 #define MAX_THREADS 256
 #define SPIN_NS 200000L
-static job_t current;
+static part_fn current_fn;
+static const void* current_arg;
+static int current_parts;
 static atomic_long generation;
 static atomic_int remaining, sleepers;
 static int started = 1;
@@ -222,7 +227,7 @@ static void* worker(void* arg) {
             pthread_mutex_unlock(&lock);
         }
         seen = atomic_load(&generation);
-        if (id < current.parts) run_part(&current, id);
+        if (id < current_parts) current_fn(current_arg, id, current_parts);
         atomic_fetch_sub(&remaining, 1);
     }
     return NULL;
@@ -256,20 +261,17 @@ static int grow_pool(int threads) {
     return started;
 }
 
-/* y (M, N) = x (M, K) @ weight.T + b; transposed != 0: weight stored (K, N), else (N, K). */
-void speechseq_few_rows_linear(const float* x, long M, long K, const float* w, long N, int transposed,
-                               const float* b, float* y, int threads) {
-    job_t job = {x, w, b, y, M, K, N, transposed ? 64 : 8, 0, transposed, 1};
-    job.units = (N + job.unit - 1) / job.unit;
-    if (threads > job.units) threads = (int)job.units;
+/* fn(arg, part, parts) for every part < parts, on up to `threads` threads (the caller runs part 0). One
+   thread, or another caller holding the pool (a nested call): every part runs here, one after another. */
+void speechseq_parallel(part_fn fn, const void* arg, int threads) {
     if (threads > MAX_THREADS) threads = MAX_THREADS;
-    /* One thread, or another caller holds the pool: run every column here. */
     if (threads <= 1 || pthread_mutex_trylock(&busy) != 0) {
-        run_part(&job, 0);
+        fn(arg, 0, 1);
         return;
     }
-    job.parts = grow_pool(threads) < threads ? started : threads;
-    current = job;
+    current_fn = fn;
+    current_arg = arg;
+    current_parts = grow_pool(threads) < threads ? started : threads;
     atomic_store(&remaining, started - 1);
     atomic_fetch_add(&generation, 1);
     if (atomic_load(&sleepers) > 0) {
@@ -277,7 +279,16 @@ void speechseq_few_rows_linear(const float* x, long M, long K, const float* w, l
         pthread_cond_broadcast(&wake);
         pthread_mutex_unlock(&lock);
     }
-    run_part(&current, 0);
+    fn(arg, 0, current_parts);
     while (atomic_load(&remaining) > 0) _mm_pause();
     pthread_mutex_unlock(&busy);
+}
+
+/* y (M, N) = x (M, K) @ weight.T + b; transposed != 0: weight stored (K, N), else (N, K). */
+void speechseq_few_rows_linear(const float* x, long M, long K, const float* w, long N, int transposed,
+                               const float* b, float* y, int threads) {
+    job_t job = {x, w, b, y, M, K, N, transposed ? 64 : 8, 0, transposed};
+    job.units = (N + job.unit - 1) / job.unit;
+    if (threads > job.units) threads = (int)job.units;
+    speechseq_parallel(run_part, &job, threads);
 }

@@ -1,4 +1,5 @@
-"""The few-row product kernel (few_rows.c): built once with the system's C compiler, loaded with ctypes.
+"""The native kernels, built once with the system's C compiler and loaded with ctypes: few-row products
+(few_rows.c) and a whole decoding step of a decoder stack (decoder_step.c, driven by nn/native_decoder.py).
 
 A decoding step multiplies 1 to 8 rows per sequence (greedy, beams) by every weight matrix, where MKL reads
 a weight about once per two rows and pays more per call than the product takes; `few_rows.c` reads each
@@ -25,14 +26,16 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("few_rows.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("few_rows.c", "decoder_step.c"))
+HEADER = Path(__file__).with_name("native.h")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-pthread", "-shared", "-fPIC")
 MAX_ROWS = 48  # from about 40 rows MKL's blocked products are as fast (README, Performance)
 # Products run on torch.get_num_threads() threads (few_rows.c's own, which spin 0.2 ms between products)
 # from a weight of 2**16 elements or 2**20 multiply-adds; smaller ones on the calling thread alone.
 THREADED_WEIGHT, THREADED_WORK = 1 << 16, 1 << 20
 
-_kernel = None  # the library's entry point, once loaded
+_kernel = None  # the library's product entry point, once loaded
+_step = None  # its decoder-step entry point
 _threads = torch.get_num_threads
 _tried = False
 
@@ -57,9 +60,9 @@ def _build() -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise OSError("no C compiler (cc, gcc or $CC) found")
-    source = SOURCE.read_bytes()
+    source = b"".join(path.read_bytes() for path in (*SOURCES, HEADER))
     digest = hashlib.sha256(source + " ".join(FLAGS).encode() + compiler.encode()).hexdigest()[:16]
-    target = _cache_folder() / f"few_rows-{digest}.so"
+    target = _cache_folder() / f"speechseq-native-{digest}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -68,10 +71,13 @@ def _build() -> Path:
     os.close(fd)
     try:
         result = subprocess.run(
-            [compiler, *FLAGS, str(SOURCE), "-o", partial], capture_output=True, text=True, timeout=120
+            [compiler, *FLAGS, *map(str, SOURCES), "-o", partial, "-lm"],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if result.returncode != 0:
-            raise OSError(f"{compiler} failed on {SOURCE.name}: {result.stderr.strip()[-500:]}")
+            raise OSError(f"{compiler} failed on the native sources: {result.stderr.strip()[-500:]}")
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
@@ -80,22 +86,25 @@ def _build() -> Path:
 
 
 def _load():
-    """The kernel's entry point, building the library on the first call; None where it cannot be used."""
-    global _kernel, _tried
+    """The product entry point, building the library on the first call; None where it cannot be used."""
+    global _kernel, _step, _tried
     if _tried:
         return _kernel
     _tried = True
     if os.environ.get("SPEECHSEQ_NATIVE", "1") == "0" or not _cpu_supported():
         return None
     try:
-        kernel = ctypes.CDLL(str(_build())).speechseq_few_rows_linear
+        library = ctypes.CDLL(str(_build()))
+        kernel, step = library.speechseq_few_rows_linear, library.speechseq_decoder_step
     except (OSError, subprocess.SubprocessError) as error:
         logger.info("few-row kernel unavailable, using F.linear: %s", error)
         return None
     pointer, size, integer = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
     kernel.argtypes = [pointer, size, size, pointer, size, integer, pointer, pointer, integer]
     kernel.restype = None
-    _kernel = kernel
+    step.argtypes = [pointer, pointer, pointer, size, size, integer]
+    step.restype = None
+    _kernel, _step = kernel, step
     return kernel
 
 

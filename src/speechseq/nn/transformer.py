@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -103,6 +103,7 @@ class MemoryKV:
     values: list[Tensor]
     mask: Tensor | None  # (B, 1, 1, S) keep-mask, None when nothing is padded
     group: int = 1  # decoder rows per memory row
+    native: object = field(default=None, repr=False, compare=False)  # nn/native_decoder's step, once built
 
     def repeat(self, times: int) -> MemoryKV:
         """Serve each memory row to `times` consecutive decoder rows (b -> rows b*times .. b*times+times-1)."""
