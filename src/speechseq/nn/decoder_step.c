@@ -227,6 +227,8 @@ static void weighted_sum(const float* p, const float* v, long vs, long len, long
     }
 }
 
+#define SCORES_ON_STACK 8192 /* keys; 32 KB */
+
 typedef struct {
     const decoder_t* s;
     const float* q; /* (rows, d) */
@@ -245,7 +247,9 @@ static void attention_part(const void* arg, int part, int parts) {
     long heads = s->heads, dh = s->d / heads, group = job->cross ? s->group : 1;
     long units = s->rows / group * heads, len = job->cross ? s->memory_len : job->len;
     float scale = 1.0f / sqrtf((float)dh);
-    float* scores = malloc(len * sizeof(float));
+    /* Scores on the stack, short of very long memories: no allocation per call. */
+    float local[SCORES_ON_STACK];
+    float* scores = len <= SCORES_ON_STACK ? local : malloc(len * sizeof(float));
     for (long u = units * part / parts; u < units * (part + 1) / parts; u++) {
         long m = u / heads, h = u % heads;
         const float *k, *v;
@@ -268,7 +272,7 @@ static void attention_part(const void* arg, int part, int parts) {
             weighted_sum(scores, v, vs, len, dh, inverse, job->out + r * s->d + h * dh);
         }
     }
-    free(scores);
+    if (scores != local) free(scores);
 }
 
 static void attention(const attention_job_t* job, int threads) {

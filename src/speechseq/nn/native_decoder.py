@@ -98,7 +98,12 @@ def _memory_tensor(tensor: Tensor, rows: int, heads: int, length: int, head_dim:
 
 
 class NativeStep:
-    """The native step of one decoding run: its structs and every tensor they point into (kept alive)."""
+    """The native step of one decoding run: its structs, and the tensors of its own that they point into.
+
+    It lives on the MemoryKV it was built for (`memory.native`), whose keys and values it points into, and
+    holds no reference back to it: no cycle, so a run's memory is freed when the run ends, not at the next
+    garbage collection.
+    """
 
     def __init__(self, decoder: nn.Module, memory: MemoryKV):
         spec, layers = decoder.spec, decoder.layers
@@ -125,7 +130,6 @@ class NativeStep:
             None if self.keep is None else self.keep.data_ptr(),
             self.work.data_ptr(),
         )
-        self.memory = memory  # its keys and values are pointed into
 
     @staticmethod
     def build(decoder: nn.Module, memory: MemoryKV) -> NativeStep | None:
