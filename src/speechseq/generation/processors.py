@@ -1,7 +1,9 @@
 """Logits processors with transformers' semantics, built once per search from GenerationOptions.
 
 Each processor is called as processor(tokens, scores, length) with tokens (N, L) the sequences so far
-(decoder start included), scores (N, V) float32, and length = L; it returns new scores.
+(decoder start included), scores (N, V) float32, and length = L; it returns the processed scores. The
+scores are the chain's own (`apply_processors` takes them over from the search), so processors that mask
+a few entries write into them in place instead of copying a (rows x vocabulary) tensor each step.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ def no_repeat_ngram(size: int) -> Processor:
     def apply(tokens: Tensor, scores: Tensor, length: int) -> Tensor:
         if length + 1 < size:
             return scores
-        scores = scores.clone()
         for row, sequence in enumerate(tokens.tolist()):
             tail = tuple(sequence[length - size + 1 :])
             banned = [
@@ -61,7 +62,6 @@ def bad_words(bad_words_ids: list, eos_ids: list[int], vocab_size: int) -> Proce
     multi = [s for s in sequences if len(s) > 1]
 
     def apply(tokens: Tensor, scores: Tensor, length: int) -> Tensor:
-        scores = scores.clone()
         scores[:, single] = NEG_INF
         for sequence in multi:
             prefix = sequence[:-1]
@@ -78,7 +78,6 @@ def suppress(ids: list[int], when: Callable[[int], bool] = lambda length: True) 
     def apply(tokens: Tensor, scores: Tensor, length: int) -> Tensor:
         if not when(length) or not ids:
             return scores
-        scores = scores.clone()
         scores[:, ids] = NEG_INF
         return scores
 
@@ -155,6 +154,7 @@ def build_processors(o: GenerationOptions, vocab_size: int, prompt_length: int) 
 
 
 def apply_processors(chain: list[Processor], tokens: Tensor, scores: Tensor) -> Tensor:
+    """Run the chain on scores (N, V), which it takes over: they may be changed in place."""
     length = tokens.shape[1]
     for processor in chain:
         scores = processor(tokens, scores, length)
