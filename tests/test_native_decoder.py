@@ -31,7 +31,8 @@ def _decoder(
 
 
 def _decode(decoder, use_native, batch=2, group=1, steps=11, capacity=4, padded=True, source=None):
-    """Hidden states of `steps` one-token steps (with a cache that grows and a beam reorder on the way)."""
+    """Hidden states of `steps` one-token steps, with a cache that grows and beam reorders on the way (rows
+    taking other rows' histories, some twice). use_native: True, False, or the set of steps that run it."""
     torch.manual_seed(1)
     width = source or decoder.spec.d_model
     memory_states = torch.randn(batch, 9, width)
@@ -44,15 +45,17 @@ def _decode(decoder, use_native, batch=2, group=1, steps=11, capacity=4, padded=
     rows = batch * group
     cache = decoder.new_cache(rows, capacity, memory_states)
     tokens = torch.randint(2, 50, (steps, rows, 1))
+    reorders = {index: torch.randint(0, rows, (rows,)) for index in (2, 4, 5, 8)}
+    reorders[4] = torch.arange(rows).flip(0)
     outputs = []
     original = native_decoder.step
     try:
-        if not use_native:
-            native_decoder.step = lambda *args: None
         for index in range(steps):
+            native_here = use_native if isinstance(use_native, bool) else index in use_native
+            native_decoder.step = original if native_here else (lambda *args: None)
             outputs.append(decoder(tokens[index], memory, cache))
-            if index == 4:
-                cache.reorder(torch.arange(rows).flip(0))
+            if index in reorders:
+                cache.reorder(reorders[index])
     finally:
         native_decoder.step = original
     return torch.stack(outputs), memory
@@ -90,6 +93,17 @@ def test_unpadded_memory_and_many_rows():
     with torch.inference_mode():
         expected, _ = _decode(decoder, False, batch=6, group=8, padded=False)
         got, memory = _decode(decoder, True, batch=6, group=8, padded=False)
+    assert memory.native
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
+
+
+@needs_kernel
+def test_native_and_torch_steps_take_turns():
+    # After native steps, reorders only permute the cache's row table; a torch step first moves the rows.
+    decoder = _decoder()
+    with torch.inference_mode():
+        expected, _ = _decode(decoder, False, group=3)
+        got, memory = _decode(decoder, {0, 1, 2, 3, 6, 7, 9, 10}, group=3)
     assert memory.native
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
 

@@ -13,6 +13,11 @@ class KVCache:
     has run through every layer, and `reorder` after a beam step. A reorder touches only the used positions,
     and copies either the rows that take another row's history or, when most rows do, every row into a
     second buffer: whichever moves fewer bytes.
+
+    A native step (nn/native_decoder.py) reads the cache through `origin` instead, and a reorder after one
+    moves no keys or values at all: origin[p, r] names the buffer row that holds row r's keys and values
+    at position p, and a reorder permutes that table of ints. The torch layers, which read rows as they
+    lie, first move every row's keys and values to where the table says (`_settle`).
     """
 
     def __init__(
@@ -23,6 +28,8 @@ class KVCache:
         self._use(torch.empty(shape, dtype=like.dtype, device=like.device))
         self._spare: Tensor | None = None  # the second buffer of a full reorder, made on first need
         self._finite = False  # whether unwritten positions hold finite values (what a CacheView needs)
+        self._origin: Tensor | None = None  # (capacity, B) int32 row table; None: row r's own row throughout
+        self._by_table = False  # whether reorders permute `_origin` (once a native step has read it)
         self.length = 0
 
     def _use(self, both: Tensor) -> None:
@@ -37,6 +44,7 @@ class KVCache:
 
     def update(self, layer: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """Store keys/values (B, H, t, Dh) after the cached ones; return all of them for this layer."""
+        self._settle()
         steps = keys.shape[2]
         if self.length + steps > self.capacity:
             self._grow(self.length + steps)
@@ -45,12 +53,26 @@ class KVCache:
         layer_values.narrow(2, self.length, steps).copy_(values)
         return layer_keys.narrow(2, 0, self.length + steps), layer_values.narrow(2, 0, self.length + steps)
 
-    def writable(self, steps: int) -> Tensor:
-        """The whole buffer (2, layers, B, H, capacity, Dh), with room for `steps` more positions, for a step
-        that writes its keys and values at `length` itself (nn/native_decoder.py)."""
+    def native_buffers(self, steps: int) -> tuple[Tensor, Tensor | None]:
+        """For a step that writes its keys and values at `length` itself (nn/native_decoder.py): the whole
+        buffer (2, layers, B, H, capacity, Dh), with room for `steps` more positions, and the row table
+        (capacity, B) to read it through (None: each row's own). Later reorders permute the table."""
         if self.length + steps > self.capacity:
             self._grow(self.length + steps)
-        return self._both
+        self._by_table = True
+        return self._both, self._origin
+
+    def _settle(self) -> None:
+        """Move each row's keys and values to its own buffer row, as the row table says, for torch layers."""
+        self._by_table = False
+        if self._origin is None:
+            return
+        origin, self._origin = self._origin, None
+        used = self._both.narrow(4, 0, self.length)
+        index = origin[: self.length].t().long()  # (B, length): the buffer row of each row's position
+        shape = used.shape
+        index = index[None, None, :, None, :, None].expand(shape[0], shape[1], -1, shape[3], -1, shape[5])
+        used.copy_(torch.gather(used, 2, index))
 
     @property
     def past(self) -> int:
@@ -68,6 +90,7 @@ class KVCache:
 
     def view(self) -> CacheView:
         """The cache as a compiled step takes it: whole buffers and the write position as a tensor."""
+        self._settle()
         if not self._finite:
             # The view's attention reads every position, weighting the unwritten ones by exactly 0; 0 times
             # whatever torch.empty left there could be NaN.
@@ -78,6 +101,15 @@ class KVCache:
 
     def reorder(self, index: Tensor) -> None:
         """Select batch rows (beam search): row i becomes former row index[i]."""
+        if self._by_table:
+            if self._origin is None:
+                rows = torch.arange(self._both.shape[2], dtype=torch.int32, device=index.device)
+                self._origin = rows.repeat(self.capacity, 1)
+            used = self._origin.narrow(0, 0, self.length)
+            used.copy_(
+                used[:, index]
+            )  # positions from `length` on stay each row's own: they are written next
+            return
         moved = (index != torch.arange(index.numel(), device=index.device)).nonzero().squeeze(1)
         if moved.numel() == 0:
             return
@@ -103,6 +135,9 @@ class KVCache:
         extension = self._both.new_zeros(pad) if self._finite else self._both.new_empty(pad)
         self._use(torch.cat([self._both, extension], dim=4))
         self._spare = None
+        if self._origin is not None:
+            rows = torch.arange(self._both.shape[2], dtype=torch.int32, device=self._origin.device)
+            self._origin = torch.cat([self._origin, rows.repeat(extra, 1)])
 
 
 class CacheView:

@@ -155,25 +155,33 @@ static inline __m128 hsum4(const __m256* a) {
     return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
 }
 
-/* scores[j] = scale * q . k_j for j < len, keys at row stride ks; four keys at a time, so that the four
-   dot products run side by side. */
-static void dots(const float* q, const float* k, long ks, long len, long dh, float scale, float* scores) {
+/* Keys or values of one head: row j at base + at[j] (a row table's offsets) or, without one, base + j * stride. */
+typedef struct {
+    const float* base;
+    const long* at;
+    long stride;
+} rows_t;
+
+static inline const float* row_of(const rows_t* r, long j) { return r->base + (r->at ? r->at[j] : j * r->stride); }
+
+/* scores[j] = scale * q . k_j for j < len; four keys at a time, so that the four dot products run side by side. */
+static void dots(const float* q, const rows_t* k, long len, long dh, float scale, float* scores) {
     long j = 0, vec = dh & ~7L;
     for (; j + 4 <= len; j += 4) {
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        const float* kj = k + j * ks;
+        const float* kj[4] = {row_of(k, j), row_of(k, j + 1), row_of(k, j + 2), row_of(k, j + 3)};
         for (long c = 0; c < vec; c += 8) {
             __m256 qv = _mm256_loadu_ps(q + c);
-            for (int t = 0; t < 4; t++) acc[t] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + t * ks + c), acc[t]);
+            for (int t = 0; t < 4; t++) acc[t] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj[t] + c), acc[t]);
         }
         float sums[4];
         _mm_storeu_ps(sums, hsum4(acc));
         for (int t = 0; t < 4; t++) {
-            for (long c = vec; c < dh; c++) sums[t] += q[c] * kj[t * ks + c];
+            for (long c = vec; c < dh; c++) sums[t] += q[c] * kj[t][c];
             scores[j + t] = sums[t] * scale;
         }
     }
-    for (; j < len; j++) scores[j] = dot(q, k + j * ks, dh) * scale;
+    for (; j < len; j++) scores[j] = dot(q, row_of(k, j), dh) * scale;
 }
 
 /* scores (len) -> softmax weights in place (keys not kept: weight 0); returns 1 / their sum. */
@@ -201,7 +209,7 @@ static float softmax(float* scores, long len, const unsigned char* keep) {
 }
 
 /* out (dh) = inverse * sum_j p_j v_j, 64 columns at a time held in registers. */
-static void weighted_sum(const float* p, const float* v, long vs, long len, long dh, float inverse, float* out) {
+static void weighted_sum(const float* p, const rows_t* v, long len, long dh, float inverse, float* out) {
     long c0 = 0;
     for (; c0 + 8 <= dh; c0 += 64) {
         int nv = (int)((dh - c0) / 8 < 8 ? (dh - c0) / 8 : 8);
@@ -210,7 +218,7 @@ static void weighted_sum(const float* p, const float* v, long vs, long len, long
         for (long j = 0; j < len; j++) {
             if (p[j] == 0.f) continue;
             __m256 pj = _mm256_set1_ps(p[j]);
-            const float* vj = v + j * vs + c0;
+            const float* vj = row_of(v, j) + c0;
             for (int t = 0; t < nv; t++) acc[t] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * t), acc[t]);
         }
         __m256 inv = _mm256_set1_ps(inverse);
@@ -222,7 +230,7 @@ static void weighted_sum(const float* p, const float* v, long vs, long len, long
     }
     for (long c = c0; c < dh; c++) {
         float s = 0.f;
-        for (long j = 0; j < len; j++) s += p[j] * v[j * vs + c];
+        for (long j = 0; j < len; j++) s += p[j] * row_of(v, j)[c];
         out[c] = s * inverse;
     }
 }
@@ -233,8 +241,10 @@ typedef struct {
     const decoder_t* s;
     const float* q; /* (rows, d) */
     float* out;     /* (rows, d) */
-    /* self-attention: the layer's cache keys and values, (rows, H, capacity, Dh) */
+    /* self-attention: the layer's cache keys and values, (rows, H, capacity, Dh), and the row table
+       (capacity, rows): origin[p * rows + r] is the buffer row holding row r's position p (NULL: r) */
     const float *cache_k, *cache_v;
+    const int* origin;
     long capacity, len;
     const layer_t* cross; /* cross-attention of this layer instead, when not NULL */
 } attention_job_t;
@@ -247,32 +257,39 @@ static void attention_part(const void* arg, int part, int parts) {
     long heads = s->heads, dh = s->d / heads, group = job->cross ? s->group : 1;
     long units = s->rows / group * heads, len = job->cross ? s->memory_len : job->len;
     float scale = 1.0f / sqrtf((float)dh);
-    /* Scores on the stack, short of very long memories: no allocation per call. */
+    /* Scores (and row offsets) on the stack, short of very long memories: no allocation per call. */
     float local[SCORES_ON_STACK];
-    float* scores = len <= SCORES_ON_STACK ? local : malloc(len * sizeof(float));
+    long local_at[SCORES_ON_STACK];
+    int big = len > SCORES_ON_STACK;
+    float* scores = big ? malloc(len * sizeof(float)) : local;
+    long* at = job->origin ? (big ? malloc(len * sizeof(long)) : local_at) : NULL;
     for (long u = units * part / parts; u < units * (part + 1) / parts; u++) {
         long m = u / heads, h = u % heads;
-        const float *k, *v;
-        long ks, vs;
+        rows_t k, v;
         const unsigned char* keep = NULL;
         if (job->cross) {
             const layer_t* l = job->cross;
-            k = l->memory_k + m * l->k_strides[0] + h * l->k_strides[1];
-            v = l->memory_v + m * l->v_strides[0] + h * l->v_strides[1];
-            ks = l->k_strides[2], vs = l->v_strides[2];
+            k = (rows_t){l->memory_k + m * l->k_strides[0] + h * l->k_strides[1], NULL, l->k_strides[2]};
+            v = (rows_t){l->memory_v + m * l->v_strides[0] + h * l->v_strides[1], NULL, l->v_strides[2]};
             if (s->memory_keep) keep = s->memory_keep + m * len;
         } else {
-            long at = (m * heads + h) * job->capacity * dh;
-            k = job->cache_k + at, v = job->cache_v + at, ks = dh, vs = dh;
+            if (at)
+                for (long j = 0; j < len; j++) at[j] = ((job->origin[j * s->rows + m] * heads + h) * job->capacity + j) * dh;
+            long own = (m * heads + h) * job->capacity * dh;
+            k = (rows_t){at ? job->cache_k : job->cache_k + own, at, dh};
+            v = (rows_t){at ? job->cache_v : job->cache_v + own, at, dh};
         }
         for (long g = 0; g < group; g++) {
             long r = m * group + g;
-            dots(job->q + r * s->d + h * dh, k, ks, len, dh, scale, scores);
+            dots(job->q + r * s->d + h * dh, &k, len, dh, scale, scores);
             float inverse = softmax(scores, len, keep);
-            weighted_sum(scores, v, vs, len, dh, inverse, job->out + r * s->d + h * dh);
+            weighted_sum(scores, &v, len, dh, inverse, job->out + r * s->d + h * dh);
         }
     }
-    if (scores != local) free(scores);
+    if (big) {
+        free(scores);
+        free(at);
+    }
 }
 
 static void attention(const attention_job_t* job, int threads) {
@@ -296,10 +313,11 @@ static const float* block_input(const decoder_t* s, const float* hidden, int blo
     return a;
 }
 
-/* Run every layer on hidden (rows, d) in place. cache: the KVCache buffer (2, layers, rows, H, capacity, Dh);
-   this step's keys and values are written at `position`, and attention reads positions 0..position. */
-void speechseq_decoder_step(const decoder_t* s, float* hidden, float* cache, long capacity, long position,
-                            int threads) {
+/* Run every layer on hidden (rows, d) in place. cache: the KVCache buffer (2, layers, rows, H, capacity, Dh),
+   read through the row table `origin` (see attention_job_t; NULL: each row's own); this step's keys and
+   values are written at `position` of each row's own buffer row, and attention reads positions 0..position. */
+void speechseq_decoder_step(const decoder_t* s, float* hidden, float* cache, long capacity, const int* origin,
+                            long position, int threads) {
     long M = s->rows, D = s->d, H = s->heads, dh = D / H;
     float *a = s->work, *q = a + M * D, *k = q + M * D, *v = k + M * D, *ctx = v + M * D, *inner = ctx + M * D;
     long layer_size = M * H * capacity * dh;
@@ -318,14 +336,14 @@ void speechseq_decoder_step(const decoder_t* s, float* hidden, float* cache, lon
                 memcpy(cache_k + at, k + r * D + h * dh, dh * sizeof(float));
                 memcpy(cache_v + at, v + r * D + h * dh, dh * sizeof(float));
             }
-        attention_job_t self = {s, q, ctx, cache_k, cache_v, capacity, position + 1, NULL};
+        attention_job_t self = {s, q, ctx, cache_k, cache_v, origin, capacity, position + 1, NULL};
         attention(&self, threads);
         linear(&l->o, ctx, M, k, threads);
         residual(s, hidden, k, 0, l);
 
         x = block_input(s, hidden, 1, l, a);
         linear(&l->cross_q, x, M, q, threads);
-        attention_job_t cross = {s, q, ctx, NULL, NULL, 0, 0, l};
+        attention_job_t cross = {s, q, ctx, NULL, NULL, NULL, 0, 0, l};
         attention(&cross, threads);
         linear(&l->cross_o, ctx, M, k, threads);
         residual(s, hidden, k, 1, l);

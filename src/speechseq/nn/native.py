@@ -102,7 +102,7 @@ def _load():
     pointer, size, integer = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
     kernel.argtypes = [pointer, size, size, pointer, size, integer, pointer, pointer, integer]
     kernel.restype = None
-    step.argtypes = [pointer, pointer, pointer, size, size, integer]
+    step.argtypes = [pointer, pointer, pointer, size, pointer, size, integer]
     step.restype = None
     _kernel, _step = kernel, step
     return kernel

@@ -190,7 +190,7 @@ class NativeStep:
             return None
         if not (_float32_cpu(hidden) and hidden.is_contiguous()):
             return None
-        buffer = cache.writable(1)
+        buffer, origin = cache.native_buffers(1)
         layers, heads, head_dim = self.decoder.layers, self.heads, self.head_dim
         if (
             not _float32_cpu(buffer)
@@ -203,6 +203,7 @@ class NativeStep:
             hidden.data_ptr(),
             buffer.data_ptr(),
             buffer.shape[4],
+            None if origin is None else origin.data_ptr(),
             cache.length,
             native._threads(),
         )
