@@ -2,7 +2,10 @@
 operations that take it, for greedy and 5-beam decoding at batch 1 and 8. README, Performance, quotes it.
 
     python bench/worker.py prepare /tmp/bench                  # once: the checkpoint and inputs
-    OMP_WAIT_POLICY=PASSIVE python bench/step_profile.py /tmp/bench
+    OMP_WAIT_POLICY=PASSIVE python bench/step_profile.py /tmp/bench [--torch-layers]
+
+With the native decoder step (nn/native_decoder.py) the layers are one call that the profile does not
+list; --torch-layers runs them as torch operations instead, to compare.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from torch.profiler import profile
 
 import speechseq
+from speechseq.nn import native_decoder
 
 
 def main() -> None:
@@ -23,7 +27,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--top", type=int, default=6, help="operations listed per case")
+    parser.add_argument("--torch-layers", action="store_true", help="not the native decoder step")
     args = parser.parse_args()
+    if args.torch_layers:
+        native_decoder.step = lambda *args: None
     torch.set_num_threads(args.threads)
     model = speechseq.load_model(args.folder)
     inputs = torch.load(args.folder / "inputs.pt")
