@@ -103,12 +103,10 @@ class KVCache:
         """Select batch rows (beam search): row i becomes former row index[i]."""
         if self._by_table:
             if self._origin is None:
-                rows = torch.arange(self._both.shape[2], dtype=torch.int32, device=index.device)
-                self._origin = rows.repeat(self.capacity, 1)
+                self._origin = self._own_rows(self.capacity)
+            # Positions from `length` on stay each row's own: they are written next.
             used = self._origin.narrow(0, 0, self.length)
-            used.copy_(
-                used[:, index]
-            )  # positions from `length` on stay each row's own: they are written next
+            used.copy_(used[:, index])
             return
         moved = (index != torch.arange(index.numel(), device=index.device)).nonzero().squeeze(1)
         if moved.numel() == 0:
@@ -136,8 +134,12 @@ class KVCache:
         self._use(torch.cat([self._both, extension], dim=4))
         self._spare = None
         if self._origin is not None:
-            rows = torch.arange(self._both.shape[2], dtype=torch.int32, device=self._origin.device)
-            self._origin = torch.cat([self._origin, rows.repeat(extra, 1)])
+            self._origin = torch.cat([self._origin, self._own_rows(extra)])
+
+    def _own_rows(self, positions: int) -> Tensor:
+        """A row table (positions, B) in which every row reads its own buffer row."""
+        rows = torch.arange(self._both.shape[2], dtype=torch.int32, device=self._both.device)
+        return rows.repeat(positions, 1)
 
 
 class CacheView:

@@ -115,13 +115,6 @@ static void activate(float* x, long n, long kind) {
     }
 }
 
-static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 static float dot(const float* a, const float* b, long n) {
     __m256 acc = _mm256_setzero_ps();
     long i = 0;
@@ -148,11 +141,6 @@ static void linear(const linear_t* l, const float* x, long rows, float* y, int t
     long size = l->n * l->k;
     int t = size >= (1L << 16) || rows * size >= (1L << 20) ? threads : 1;
     speechseq_few_rows_linear(x, rows, l->k, l->w, l->n, 0, l->b, y, t);
-}
-
-static inline __m128 hsum4(const __m256* a) {
-    __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
 }
 
 /* Keys or values of one head: row j at base + at[j] (a row table's offsets) or, without one, base + j * stride. */

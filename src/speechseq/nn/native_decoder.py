@@ -1,7 +1,7 @@
 """A one-token step of a TransformerDecoder's layers as one native call (decoder_step.c).
 
 Built once per decoding run (per MemoryKV) from the layers' tensors: ctypes structs that point into the
-weights, the cross-attention keys and values, and a work area. `plan` returns None where the native step does
+weights, the cross-attention keys and values, and a work area. `step` returns None where the native step does
 not apply (no kernel, training or gradients, not CPU float32, an activation it lacks, weights or memory laid
 out otherwise, more than MAX_ROWS rows); the decoder then runs its torch layers, which give the same values
 to float32 rounding.
@@ -105,15 +105,15 @@ class NativeStep:
     garbage collection.
     """
 
-    def __init__(self, decoder: nn.Module, memory: MemoryKV):
+    def __init__(self, decoder: nn.Module, memory: MemoryKV, activation: int):
         spec, layers = decoder.spec, decoder.layers
         self.heads, self.head_dim = spec.num_heads, spec.d_model // spec.num_heads
         memory_rows, _, length, _ = memory.keys[0].shape
         self.rows = memory_rows * memory.group
         self.structs = (_Layer * len(layers))()
         self.needs_grad = any(p.requires_grad for p in decoder.parameters())
-        keep = None if memory.mask is None else memory.mask.reshape(memory_rows, length).to(torch.uint8)
-        self.keep = None if keep is None else keep.contiguous()
+        mask = memory.mask
+        self.keep = None if mask is None else mask.reshape(memory_rows, length).to(torch.uint8).contiguous()
         self.work = torch.empty(self.rows * (5 * spec.d_model + spec.ffn_dim))
         self.decoder = _Decoder(
             len(layers),
@@ -122,7 +122,7 @@ class NativeStep:
             spec.ffn_dim,
             self.rows,
             int(spec.norm_first),
-            _activation(layers[0].ffn.activation),
+            activation,
             spec.layer_norm_eps,
             self.structs,
             length,
@@ -135,19 +135,16 @@ class NativeStep:
     def build(decoder: nn.Module, memory: MemoryKV) -> NativeStep | None:
         """The step for this decoder and memory, or None where the native step does not apply."""
         spec, layers = decoder.spec, decoder.layers
-        if native._load() is None or native._step is None or len(layers) == 0:
+        if native._load() is None or len(layers) == 0:  # loading sets native._step as well
             return None
         if not memory.keys or spec.d_model % spec.num_heads:
             return None
-        if any(
-            _activation(layer.ffn.activation) != _activation(layers[0].ffn.activation) for layer in layers
-        ):
-            return None
-        if _activation(layers[0].ffn.activation) is None:
+        activation = _activation(layers[0].ffn.activation)
+        if activation is None or any(_activation(layer.ffn.activation) != activation for layer in layers):
             return None
         if memory.mask is not None and memory.mask.shape[1:3] != (1, 1):
             return None
-        step = NativeStep(decoder, memory)
+        step = NativeStep(decoder, memory, activation)
         if step.rows > native.MAX_ROWS:
             return None
         memory_rows, _, length, _ = memory.keys[0].shape
