@@ -1,7 +1,8 @@
 """Kaldi-compatible log-mel filter banks, bit for bit as transformers' numpy path computes them on CPU.
 
 Frames are transformed in blocks of whole clips rather than one at a time, and the blocks are spread over
-torch.get_num_threads() threads (numpy releases the GIL in its FFT and products).
+torch.get_num_threads() threads (numpy and ctypes release the GIL). Each block's steps before and after
+numpy's FFT run in audio/fbank.c where the native library is built (nn/native.py), else as numpy operations.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ..nn import native
 
 # Frame geometry is fixed in samples, whatever the sampling rate, as in transformers' numpy fbank path.
 FRAME_LENGTH = 400  # 25 ms at 16 kHz
@@ -180,6 +182,26 @@ def _mel_groups(
     return groups
 
 
+@functools.lru_cache(maxsize=8)
+def _mel_bands(sampling_rate: int, num_mel_bins: int) -> tuple[np.ndarray, ...]:
+    """Each mel filter's band of non-zero weights for fbank.c: (first bin, width, offset, weights).
+
+    Filter j weighs bins first[j] .. first[j] + width[j] - 1 by weights[offset[j] ..]; an all-zero filter
+    has width 0 (its energy is 0, floored as transformers floors it).
+    """
+    bank = _kaldi_mel_bank(sampling_rate, num_mel_bins, torch.device("cpu")).numpy()
+    first, width, pieces = [], [], []
+    for column in bank.T:
+        nonzero = np.flatnonzero(column)
+        low, high = (int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else (0, 0)
+        first.append(low)
+        width.append(high - low)
+        pieces.append(column[low:high])
+    offset = np.cumsum([0, *width[:-1]])
+    weights = np.concatenate(pieces) if sum(width) else np.zeros(1)
+    return (np.array(first, np.int64), np.array(width, np.int64), offset.astype(np.int64), weights)
+
+
 class _Scratch:
     """One thread's work arrays for blocks of up to `rows` frames (~15 KB per frame, 7.5 MB for 512).
 
@@ -254,14 +276,23 @@ def fbank_cpu(
     # Dither draws from torch's generator, one seed per block, so that torch.manual_seed makes it repeatable.
     seeds = torch.randint(0, 2**63 - 1, (len(tasks),)).tolist() if dither != 0.0 else None
     rows = min(step, max(frame_counts))
-    groups = _mel_groups(sampling_rate, out.shape[2], step)
+    kernels = native.fbank_kernels() if out.dtype == np.float32 and out.strides[2] == 4 else None
+    if kernels is not None:
+        # Held here for the whole call: the C code gets only their addresses.
+        window, bands = _window(), _mel_bands(sampling_rate, out.shape[2])
+    else:
+        groups = _mel_groups(sampling_rate, out.shape[2], step)
     lock = threading.Lock()
 
     def run(scratch: _Scratch, index: int) -> None:
         clip, start, count = tasks[index]
         samples = clips[clip][start * HOP_LENGTH : (start + count - 1) * HOP_LENGTH + FRAME_LENGTH]
         rng = np.random.default_rng(seeds[index]) if seeds is not None else None
-        _log_mel_block(samples, count, groups, dither, rng, scratch, out[clip, start : start + count])
+        block = out[clip, start : start + count]
+        if kernels is not None:
+            _native_block(kernels, samples, count, window, bands, dither, rng, scratch, block)
+        else:
+            _log_mel_block(samples, count, groups, dither, rng, scratch, block)
         if finish is not None:
             with lock:
                 remaining[clip] -= 1
@@ -320,6 +351,56 @@ def _log_mel_block(
         np.matmul(power[:, low:high], weights, out=mel[:, first:stop])
     np.maximum(mel, _MEL_FLOOR, out=mel)
     np.log(mel, out=out, casting="same_kind")
+
+
+def _native_block(
+    kernels: tuple,
+    samples: np.ndarray,
+    count: int,
+    window: np.ndarray,
+    bands: tuple[np.ndarray, ...],
+    dither: float,
+    rng: np.random.Generator | None,
+    scratch: _Scratch,
+    out: np.ndarray,
+) -> None:
+    """_log_mel_block's results through fbank.c's steps around numpy's FFT, in two GIL-free calls."""
+    frames, mel = kernels
+    if samples.dtype not in (np.float32, np.float64) or not samples.flags.c_contiguous:
+        samples = np.ascontiguousarray(samples, np.float64 if samples.dtype == np.float64 else np.float32)
+    noise = rng.standard_normal((count, FRAME_LENGTH)) if rng is not None else None
+    buffer = scratch.buffer[:count]
+    frames(
+        samples.ctypes.data,
+        samples.dtype == np.float32,
+        count,
+        None if noise is None else noise.ctypes.data,
+        dither,
+        window.ctypes.data,
+        buffer.ctypes.data,
+    )
+    spectrum = np.fft.rfft(buffer, axis=1, out=scratch.squares[:count].view(np.complex128))
+    first, width, offset, weights = bands
+    mel(
+        spectrum.ctypes.data,
+        count,
+        first.ctypes.data,
+        width.ctypes.data,
+        offset.ctypes.data,
+        weights.ctypes.data,
+        out.shape[1],
+        out.ctypes.data,
+        out.strides[0] // 4,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _window() -> np.ndarray:
+    """The povey window as a contiguous float64 array, 0 at its first sample (fbank.c relies on it)."""
+    window = np.ascontiguousarray(_povey_window(torch.device("cpu")).numpy())
+    if window[0] != 0.0:
+        raise AssertionError("the povey window must be 0 at its first sample")
+    return window
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,5 +1,6 @@
 """The native kernels, built once with the system's C compiler and loaded with ctypes: few-row products
-(few_rows.c) and a whole decoding step of a decoder stack (decoder_step.c, driven by nn/native_decoder.py).
+(few_rows.c), a whole decoding step of a decoder stack (decoder_step.c, driven by nn/native_decoder.py) and
+the fbank steps around the FFT (audio/fbank.c, driven by audio/fbank.py).
 
 A decoding step multiplies 1 to 8 rows per sequence (greedy, beams) by every weight matrix, where MKL reads
 a weight about once per two rows and pays more per call than the product takes; `few_rows.c` reads each
@@ -26,9 +27,12 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("few_rows.c", "decoder_step.c"))
-HEADER = Path(__file__).with_name("native.h")
-FLAGS = ("-O3", "-mavx2", "-mfma", "-pthread", "-shared", "-fPIC")
+_HERE = Path(__file__).parent
+SOURCES = (_HERE / "few_rows.c", _HERE / "decoder_step.c", _HERE.parent / "audio" / "fbank.c")
+HEADER = _HERE / "native.h"
+# No contraction of a * b + c into one FMA unless the source asks for it (intrinsics): fbank.c must round
+# its products and sums one by one, as numpy does.
+FLAGS = ("-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-pthread", "-shared", "-fPIC")
 MAX_ROWS = 48  # from about 40 rows MKL's blocked products are as fast (README, Performance)
 # Products run on torch.get_num_threads() threads (few_rows.c's own, which spin 0.2 ms between products)
 # from a weight of 2**16 elements or 2**20 multiply-adds; smaller ones on the calling thread alone.
@@ -36,6 +40,7 @@ THREADED_WEIGHT, THREADED_WORK = 1 << 16, 1 << 20
 
 _kernel = None  # the library's product entry point, once loaded
 _step = None  # its decoder-step entry point
+_fbank = None  # its fbank entry points: (frames, mel)
 _threads = torch.get_num_threads
 _tried = False
 
@@ -87,7 +92,7 @@ def _build() -> Path:
 
 def _load():
     """The product entry point, building the library on the first call; None where it cannot be used."""
-    global _kernel, _step, _tried
+    global _kernel, _step, _fbank, _tried
     if _tried:
         return _kernel
     _tried = True
@@ -96,6 +101,7 @@ def _load():
     try:
         library = ctypes.CDLL(str(_build()))
         kernel, step = library.speechseq_few_rows_linear, library.speechseq_decoder_step
+        frames, mel = library.speechseq_fbank_frames, library.speechseq_fbank_mel
     except (OSError, subprocess.SubprocessError) as error:
         logger.info("few-row kernel unavailable, using F.linear: %s", error)
         return None
@@ -104,12 +110,22 @@ def _load():
     kernel.restype = None
     step.argtypes = [pointer, pointer, pointer, size, pointer, size, integer]
     step.restype = None
-    _kernel, _step = kernel, step
+    frames.argtypes = [pointer, integer, size, pointer, ctypes.c_double, pointer, pointer]
+    frames.restype = None
+    mel.argtypes = [pointer, size, pointer, pointer, pointer, pointer, size, pointer, size]
+    mel.restype = None
+    _kernel, _step, _fbank = kernel, step, (frames, mel)
     return kernel
 
 
 def available() -> bool:
     return _load() is not None
+
+
+def fbank_kernels() -> tuple | None:
+    """The fbank entry points (speechseq_fbank_frames, speechseq_fbank_mel), or None without the library."""
+    _load()
+    return _fbank
 
 
 def few_rows_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
