@@ -3,7 +3,7 @@
 
    speechseq_fbank_frames writes the FFT input of a block of frames with numpy's float64 operations in
    transformers' order: the pairwise sum numpy's mean takes, DC removal, x[t] - (0.97 x[t-1]), the window.
-   Built with -ffp-contract=off (nn/native.py), so that no product and sum fuse into an FMA that rounds
+   Compiled with -ffp-contract=off (nn/native.py), so that no product and sum fuse into an FMA that rounds
    once where numpy rounds twice. speechseq_fbank_mel rounds the spectrum to complex64 as transformers
    stores it, squares its parts exactly in float64, sums each mel filter's band and takes the log (fdlibm's
    algorithm, 4 lanes at once). Only the band sums (in another order than a dense product) and the log

@@ -28,11 +28,15 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 _HERE = Path(__file__).parent
-SOURCES = (_HERE / "few_rows.c", _HERE / "decoder_step.c", _HERE.parent / "audio" / "fbank.c")
+FLAGS = ("-O3", "-mavx2", "-mfma", "-pthread", "-fPIC")
+# Each source with the flags it adds. fbank.c must round every product and sum on its own, as numpy does,
+# so the compiler may not fuse a * b + c into one FMA there; elsewhere it may.
+SOURCES = {
+    _HERE / "few_rows.c": (),
+    _HERE / "decoder_step.c": (),
+    _HERE.parent / "audio" / "fbank.c": ("-ffp-contract=off",),
+}
 HEADER = _HERE / "native.h"
-# No contraction of a * b + c into one FMA unless the source asks for it (intrinsics): fbank.c must round
-# its products and sums one by one, as numpy does.
-FLAGS = ("-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-pthread", "-shared", "-fPIC")
 MAX_ROWS = 48  # from about 40 rows MKL's blocked products are as fast (README, Performance)
 # Products run on torch.get_num_threads() threads (few_rows.c's own, which spin 0.2 ms between products)
 # from a weight of 2**16 elements or 2**20 multiply-adds; smaller ones on the calling thread alone.
@@ -66,27 +70,26 @@ def _build() -> Path:
     if compiler is None:
         raise OSError("no C compiler (cc, gcc or $CC) found")
     source = b"".join(path.read_bytes() for path in (*SOURCES, HEADER))
-    digest = hashlib.sha256(source + " ".join(FLAGS).encode() + compiler.encode()).hexdigest()[:16]
+    flags = " ".join(FLAGS) + "".join(f" {path.name}: {' '.join(extra)}" for path, extra in SOURCES.items())
+    digest = hashlib.sha256(source + flags.encode() + compiler.encode()).hexdigest()[:16]
     target = _cache_folder() / f"speechseq-native-{digest}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Compile beside the target and rename, so that concurrent processes never load a half-written file.
-    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
-    os.close(fd)
-    try:
-        result = subprocess.run(
-            [compiler, *FLAGS, *map(str, SOURCES), "-o", partial, "-lm"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if result.returncode != 0:
-            raise OSError(f"{compiler} failed on the native sources: {result.stderr.strip()[-500:]}")
+    with tempfile.TemporaryDirectory(dir=target.parent, suffix=".partial") as work:
+        objects = [str(Path(work) / f"{path.stem}.o") for path in SOURCES]
+        commands = [
+            [compiler, *FLAGS, *extra, "-c", str(path), "-o", built]
+            for (path, extra), built in zip(SOURCES.items(), objects, strict=True)
+        ]
+        partial = str(Path(work) / "library.so")
+        commands.append([compiler, "-shared", "-pthread", *objects, "-o", partial, "-lm"])
+        for command in commands:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            if result.returncode != 0:
+                raise OSError(f"{compiler} failed on the native sources: {result.stderr.strip()[-500:]}")
         os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
     return target
 
 
