@@ -255,8 +255,9 @@ def fbank_cpu(
 ) -> None:
     """Write the first frame_counts[b] log-mel frames of clips[b] into out[b], (B, T, M) float32.
 
-    Blocks of _BLOCK_FRAMES frames run on torch.get_num_threads() threads (numpy releases the GIL), each
-    block bit-identical to transformers' frame loop. finish(b) runs, on whichever thread completes clip b,
+    Blocks of _BLOCK_FRAMES frames run on torch.get_num_threads() threads (numpy and ctypes release the
+    GIL), through fbank.c's steps around numpy's FFT where the native library is built, else through numpy
+    operations (_log_mel_block); either way each block rounds as transformers' frame loop up to the FFT. finish(b) runs, on whichever thread completes clip b,
     once its frames are all written (e.g. to normalise it while other clips are still being computed).
     """
     # Each clip in blocks of at most _BLOCK_FRAMES frames, of equal sizes (so that 998 frames make 2 x 499).
