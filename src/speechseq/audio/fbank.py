@@ -148,6 +148,15 @@ def cpu_samples(waveforms: Tensor) -> np.ndarray:
     return waveforms.numpy()
 
 
+def _filter_spans(bank: np.ndarray) -> list[tuple[int, int] | None]:
+    """Each filter's (first, last + 1) non-zero FFT bin in bank (bins, filters); None for an all-zero one."""
+    spans = []
+    for column in bank.T:
+        nonzero = np.flatnonzero(column)
+        spans.append((int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else None)
+    return spans
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_groups(
     sampling_rate: int, num_mel_bins: int, rows: int
@@ -161,10 +170,7 @@ def _mel_groups(
     """
     bank = _kaldi_mel_bank(sampling_rate, num_mel_bins, torch.device("cpu")).numpy()
     num_fft_bins = bank.shape[0]
-    spans = []
-    for column in bank.T:
-        nonzero = np.flatnonzero(column)
-        spans.append((int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else None)
+    spans = _filter_spans(bank)
     limit = max(1, _BLAS_SERIAL_SIZE // max(1, rows))
     groups = []
     first = 0
@@ -191,9 +197,8 @@ def _mel_bands(sampling_rate: int, num_mel_bins: int) -> tuple[np.ndarray, ...]:
     """
     bank = _kaldi_mel_bank(sampling_rate, num_mel_bins, torch.device("cpu")).numpy()
     first, width, pieces = [], [], []
-    for column in bank.T:
-        nonzero = np.flatnonzero(column)
-        low, high = (int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else (0, 0)
+    for column, span in zip(bank.T, _filter_spans(bank), strict=True):
+        low, high = span or (0, 0)
         first.append(low)
         width.append(high - low)
         pieces.append(column[low:high])
@@ -257,8 +262,9 @@ def fbank_cpu(
 
     Blocks of _BLOCK_FRAMES frames run on torch.get_num_threads() threads (numpy and ctypes release the
     GIL), through fbank.c's steps around numpy's FFT where the native library is built, else through numpy
-    operations (_log_mel_block); either way each block rounds as transformers' frame loop up to the FFT. finish(b) runs, on whichever thread completes clip b,
-    once its frames are all written (e.g. to normalise it while other clips are still being computed).
+    operations (_log_mel_block); either way each block rounds as transformers' frame loop up to the FFT.
+    finish(b) runs, on whichever thread completes clip b, once its frames are all written (e.g. to
+    normalise it while other clips are still being computed).
     """
     # Each clip in blocks of at most _BLOCK_FRAMES frames, of equal sizes (so that 998 frames make 2 x 499).
     step = max(1, _BLOCK_FRAMES)
@@ -397,10 +403,12 @@ def _native_block(
 
 @functools.lru_cache(maxsize=1)
 def _window() -> np.ndarray:
-    """The povey window as a contiguous float64 array, 0 at its first sample (fbank.c relies on it)."""
+    """The povey window as a contiguous float64 array, 0 at its first sample (fbank.c and _log_mel_block
+    rely on it)."""
     window = np.ascontiguousarray(_povey_window(torch.device("cpu")).numpy())
     if window[0] != 0.0:
         raise AssertionError("the povey window must be 0 at its first sample")
+    window.flags.writeable = False  # shared by every call
     return window
 
 
@@ -408,10 +416,7 @@ def _window() -> np.ndarray:
 def _tiled_window(rows: int) -> np.ndarray:
     """The povey window repeated over `rows` frames, (rows, 400): a product with whole contiguous blocks runs
     faster than one that broadcasts the window row by row."""
-    window = _povey_window(torch.device("cpu")).numpy()
-    if window[0] != 0.0:  # _log_mel_block relies on it
-        raise AssertionError("the povey window must be 0 at its first sample")
-    tiled = np.tile(window, (rows, 1))
+    tiled = np.tile(_window(), (rows, 1))
     tiled.flags.writeable = False
     return tiled
 

@@ -106,7 +106,7 @@ def _load():
         kernel, step = library.speechseq_few_rows_linear, library.speechseq_decoder_step
         frames, mel = library.speechseq_fbank_frames, library.speechseq_fbank_mel
     except (OSError, subprocess.SubprocessError) as error:
-        logger.info("few-row kernel unavailable, using F.linear: %s", error)
+        logger.info("native library unavailable, using torch and numpy instead: %s", error)
         return None
     pointer, size, integer = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
     kernel.argtypes = [pointer, size, size, pointer, size, integer, pointer, pointer, integer]
