@@ -9,25 +9,13 @@ Times are the fastest of --repeats runs, in microseconds for a block and millise
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
-from worker import make_waveforms
+from worker import _time, make_waveforms
 
 from speechseq.audio import fbank
 from speechseq.nn import native
-
-
-def _best(run: Callable[[], object], repeats: int) -> float:
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -68,13 +56,15 @@ def main() -> None:
     }
     print(f"one block of {count} frames (us):")
     for name, run in stages.items():
-        print(f"  {name:<20} {_best(run, args.repeats) * 1e6:8.1f}")
+        print(f"  {name:<20} {_time(run, args.repeats)[0] * 1e6:8.1f}")
     torch.set_num_threads(args.threads)
     features = np.empty((len(clips), max(frame_counts), 80), np.float32)
     whole = {}
     for name, fbank_kernels in (("native", kernels), ("numpy", None)):
         native._fbank = fbank_kernels
-        whole[name] = _best(lambda: fbank.fbank_cpu(clips, frame_counts, 16000, 0.0, features), args.repeats)
+        whole[name], _ = _time(
+            lambda: fbank.fbank_cpu(clips, frame_counts, 16000, 0.0, features), args.repeats
+        )
     native._fbank = kernels
     print(
         f"{len(clips)} clips of 10 s on {args.threads} threads (ms): native {whole['native'] * 1e3:.2f}, "
